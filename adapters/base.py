@@ -1,0 +1,90 @@
+"""What every platform adapter offers, and how sending can fail.
+
+An adapter is composed with the core, never derived from it: it is handed the
+core, translates platform events into :class:`bot.models.CommandContext` plus
+command text, and renders :class:`bot.models.Reply` back. Scheduled delivery
+uses only :meth:`Adapter.send_to_channel` and :meth:`Adapter.send_to_user`,
+addressed by plain stored references.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from bot.models import ChannelRef, Reply, UserRef
+
+
+class FailureKind(enum.Enum):
+    """Why a send failed, in platform-neutral terms the scheduler acts on."""
+
+    RATE_LIMITED = "rate_limited"        # try again after ``retry_after`` seconds
+    TARGET_GONE = "target_gone"          # channel deleted/archived/unknown: pause this subscription
+    NOT_IN_CHANNEL = "not_in_channel"    # bot must be invited: pause and tell whoever set it up
+    FORBIDDEN = "forbidden"              # missing permissions: pause and tell whoever set it up
+    DMS_CLOSED = "dms_closed"            # the user does not accept DMs: pause their alerts
+    INSTALL_GONE = "install_gone"        # token revoked / uninstalled: disable the workspace
+    TRANSIENT = "transient"              # anything else; retry a bounded number of times
+
+
+class SendError(Exception):
+    """A send that did not go through; ``kind`` says what to do about it.
+
+    ``detail`` is the platform's error code (never a token or a payload).
+    """
+
+    def __init__(self, kind: FailureKind, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
+        self.kind = kind
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """Where a message landed: the platform's ids, for logs and tests."""
+
+    channel: str
+    message_id: str
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A platform connection: lifecycle plus addressed sends."""
+
+    platform: str
+
+    async def start(self) -> None:
+        """Connect and begin handling events; returns once running."""
+
+    async def stop(self) -> None:
+        """Disconnect and release resources."""
+
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+        """Post ``reply`` in a channel; raises :class:`SendError`."""
+
+    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+        """Send ``reply`` as a direct message; raises :class:`SendError`."""
+
+
+class AdapterRegistry:
+    """The running adapters by platform name, for scheduled sends."""
+
+    def __init__(self) -> None:
+        self._adapters: dict[str, Adapter] = {}
+
+    def add(self, adapter: Adapter) -> None:
+        self._adapters[adapter.platform] = adapter
+
+    def get(self, platform: str) -> Adapter | None:
+        return self._adapters.get(platform)
+
+    def __contains__(self, platform: object) -> bool:
+        return platform in self._adapters
+
+    def __iter__(self):
+        return iter(list(self._adapters.values()))
+
+    def platforms(self) -> list[str]:
+        return sorted(self._adapters)

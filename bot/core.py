@@ -1,0 +1,318 @@
+"""The platform-neutral core: commands in, :class:`Reply` out.
+
+Adapters call :meth:`Paperboy.handle` with a :class:`CommandContext` and the
+text after ``/papers``. Handlers are registered on the instance with the
+explicit signature ``(ctx, args) -> Reply``. ``handle`` never raises: any
+failure becomes an error reply and a log line, never a traceback to a user.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, time, timezone
+
+from bot import commands as cmd
+from bot.commands import HELP_LINES, CommandArgs, parse_command
+from bot.models import CommandContext, RankedPaper, Reply, ReplyKind, Section
+from bot.papers import NoPapersAvailable, PaperBatch, PaperService
+from bot.present import present
+from bot.ranking import rank_for_topic, rank_trending
+from bot.schedule import format_time, next_occurrence
+from bot.settings import Settings
+from bot.text import InputError
+from storage.repositories import ChannelSetting, Storage, TopicChange
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CommandContext, CommandArgs], Awaitable[Reply]]
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def error_reply(message: str) -> Reply:
+    return Reply(kind=ReplyKind.ERROR, title="Something went wrong", lines=(message,))
+
+
+class CommandRouter:
+    """Command names to handlers, registered explicitly."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, name: str, handler: Handler) -> None:
+        if name in self._handlers:
+            raise ValueError(f"command {name!r} registered twice")
+        self._handlers[name] = handler
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+
+class Paperboy:
+    """Answers commands against storage and the paper source."""
+
+    def __init__(self, settings: Settings, storage: Storage, papers: PaperService, *,
+                 clock: Clock = _utcnow) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.papers = papers
+        self.clock = clock
+        self.router = CommandRouter()
+        for name, handler in (
+            (cmd.SEARCH, self._search), (cmd.TODAY, self._today), (cmd.HELP, self._help),
+            (cmd.SUBSCRIBE, self._subscribe), (cmd.UNSUBSCRIBE, self._unsubscribe),
+            (cmd.SUBSCRIPTIONS, self._subscriptions),
+            (cmd.CHANNEL_ON, self._channel_on), (cmd.CHANNEL_OFF, self._channel_off),
+            (cmd.CHANNEL_SHOW, self._channel_show),
+            (cmd.ALERTS_ON, self._alerts_on), (cmd.ALERTS_OFF, self._alerts_off),
+            (cmd.ALERTS_SHOW, self._subscriptions),
+        ):
+            self.router.register(name, handler)
+
+    # --- entry point -----------------------------------------------------------------
+
+    def parse(self, text: str) -> CommandArgs:
+        return parse_command(text, max_topic_length=self.settings.max_topic_length)
+
+    async def handle(self, ctx: CommandContext, text: str) -> Reply:
+        """Answer one ``/papers`` command; never raises."""
+        return await self.dispatch(ctx, self.parse(text))
+
+    async def dispatch(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        """Run a parsed command (adapters with structured commands call this directly)."""
+        handler = self.router.get(args.name)
+        if handler is None:
+            return await self._help(ctx, CommandArgs(cmd.HELP, problem=f"Unknown command {args.name!r}."))
+        try:
+            reply = await handler(ctx, args)
+            notice = await self.storage.topics.take_notice(ctx.user)
+            if ctx.user_timezone:
+                await self.storage.topics.remember_timezone(ctx.user, ctx.user_timezone)
+        except InputError as exc:
+            return Reply(kind=ReplyKind.ERROR, title="That did not work", lines=(str(exc),))
+        except NoPapersAvailable:
+            return error_reply("Hugging Face cannot be reached right now and no papers are stored yet. "
+                               "Please try again in a few minutes.")
+        except Exception:  # noqa: BLE001 - the user gets a message, the log gets the traceback
+            log.exception("command %s failed", args.name)
+            return error_reply("Sorry, that failed on my side. It has been logged; please try again shortly.")
+        if notice:
+            reply = _with_notice(reply, notice)
+        return reply
+
+    # --- papers ------------------------------------------------------------------------
+
+    async def search_reply(self, topic: str, *, limit: int | None = None) -> Reply:
+        """The ranked papers on ``topic`` (a normalized topic)."""
+        limit = limit or self.settings.search_results
+        batch = await self.papers.search(topic)
+        ranked = rank_for_topic(topic, batch.papers, now=self.clock())
+        shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
+        notices = tuple(n for n in (batch.notice(),) if n)
+        if not shown:
+            return Reply(kind=ReplyKind.SEARCH, title=f"Papers on “{topic}”", topic=topic, notices=notices,
+                         lines=(f"No papers matched “{topic}”. Try fewer or broader words.",),
+                         footer=f"Follow it anyway: /papers subscribe {topic}")
+        return Reply(
+            kind=ReplyKind.SEARCH,
+            title=f"Papers on “{topic}”",
+            sections=(Section(papers=tuple(shown), topic=topic, more=len(ranked) - len(shown)),),
+            notices=notices,
+            topic=topic,
+            footer=f"Get new ones daily: /papers subscribe {topic}",
+        )
+
+    async def trending_reply(self, *, limit: int | None = None, kind: ReplyKind = ReplyKind.TRENDING,
+                             batch: PaperBatch | None = None) -> Reply:
+        """The day's trending papers (the latest day that has any)."""
+        limit = limit or self.settings.trending_results
+        batch = batch or await self.papers.daily()
+        ranked = rank_trending(list(batch.papers))
+        shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
+        notices = tuple(n for n in (batch.notice(),) if n)
+        day = batch.day
+        title = f"Trending papers — {day:%A %d %B %Y}" if day else "Trending papers"
+        if not shown:
+            return Reply(kind=kind, title=title, lines=("No papers on the daily feed yet today.",),
+                         notices=notices, day=day, ephemeral=kind is ReplyKind.TRENDING)
+        return Reply(kind=kind, title=title, day=day, notices=notices,
+                     sections=(Section(papers=tuple(shown), more=len(ranked) - len(shown)),),
+                     ephemeral=kind is ReplyKind.TRENDING)
+
+    async def _search(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        assert args.topic is not None
+        return await self.search_reply(args.topic)
+
+    async def _today(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        return await self.trending_reply()
+
+    async def _help(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        return Reply(kind=ReplyKind.HELP, title="Paperboy — ML papers people are reading", lines=HELP_LINES,
+                     notices=(args.problem,) if args.problem else ())
+
+    # --- personal topics -------------------------------------------------------------------
+
+    async def _subscribe(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        assert args.topic is not None
+        limit = self.settings.max_topics_per_user
+        change, count = await self.storage.topics.add(ctx.user, args.topic, limit=limit)
+        if change is TopicChange.LIMIT:
+            return Reply(kind=ReplyKind.ERROR, title="Too many topics",
+                         lines=(f"You already follow {count} topics, the most allowed is {limit}. "
+                                "Remove one with /papers unsubscribe <topic> first.",))
+        if change is TopicChange.ALREADY:
+            return Reply(kind=ReplyKind.CONFIRMATION, title=f"You already follow “{args.topic}”", topic=args.topic,
+                         lines=("Nothing changed.",))
+        when = await self._ensure_alert_schedule(ctx)
+        return Reply(kind=ReplyKind.CONFIRMATION, title=f"Subscribed to “{args.topic}”", topic=args.topic,
+                     lines=(f"You will get a direct message with new papers on it {when}.",
+                            f"You follow {count} of at most {limit} topics."),
+                     footer="See them all: /papers subscriptions")
+
+    async def _unsubscribe(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        assert args.topic is not None
+        change = await self.storage.topics.remove(ctx.user, args.topic)
+        if change is TopicChange.MISSING:
+            topics = await self.storage.topics.topics(ctx.user)
+            hint = ("You follow: " + ", ".join(topics)) if topics else "You follow no topics."
+            return Reply(kind=ReplyKind.ERROR, title=f"You don't follow “{args.topic}”", lines=(hint,))
+        return Reply(kind=ReplyKind.CONFIRMATION, title=f"Unsubscribed from “{args.topic}”",
+                     lines=("No more alerts for it.",), footer="See the rest: /papers subscriptions")
+
+    async def _subscriptions(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        setting = await self.storage.topics.setting(ctx.user)
+        topics = setting.topics if setting else ()
+        lines = []
+        if not topics:
+            lines.append("You follow no topics yet. Try /papers subscribe generalization")
+        if setting is not None:
+            lines.append(self._alert_status(setting.enabled, setting.paused_reason, setting.alert_time,
+                                            setting.timezone, ctx))
+        return Reply(kind=ReplyKind.SUBSCRIPTIONS, title="Your topics", items=tuple(topics), lines=tuple(lines),
+                     footer="Change the time: /papers alerts on HH:MM Area/City")
+
+    # --- personal alert time -----------------------------------------------------------------
+
+    def _alert_zone(self, ctx: CommandContext, stored: str | None) -> str:
+        return stored or ctx.user_timezone or self.settings.default_timezone
+
+    def _alert_status(self, enabled: bool, paused: str | None, at: time | None, tz: str | None,
+                      ctx: CommandContext) -> str:
+        when = f"{format_time(at or self.settings.default_post_time)} {self._alert_zone(ctx, tz)}"
+        if paused:
+            return f"Your alerts are paused ({paused}). Turn them back on with /papers alerts on"
+        if not enabled:
+            return "Your alerts are off. Turn them on with /papers alerts on"
+        return f"Your alerts arrive daily at {when}."
+
+    async def _ensure_alert_schedule(self, ctx: CommandContext) -> str:
+        """Make sure a person with topics has a next alert time; say when it is."""
+        setting = await self.storage.topics.setting(ctx.user)
+        assert setting is not None
+        at = setting.alert_time or self.settings.default_post_time
+        zone = self._alert_zone(ctx, setting.timezone)
+        if setting.enabled and setting.next_due_at is None:
+            due = next_occurrence(self.clock(), at, zone)
+            await self.storage.topics.set_alerts(ctx.user, enabled=True, next_due_at=due,
+                                                 tz=zone if setting.timezone is None else None)
+        if not setting.enabled:
+            return "once you turn alerts on (/papers alerts on)"
+        return f"daily at {format_time(at)} {zone}"
+
+    async def _alerts_on(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        setting = await self.storage.topics.setting(ctx.user)
+        at = args.at or (setting.alert_time if setting else None) or self.settings.default_post_time
+        zone = args.timezone or self._alert_zone(ctx, setting.timezone if setting else None)
+        due = next_occurrence(self.clock(), at, zone)
+        await self.storage.topics.set_alerts(ctx.user, enabled=True, alert_time=at, tz=zone, next_due_at=due)
+        topics = setting.topics if setting else ()
+        lines = [f"Your alerts arrive daily at {format_time(at)} {zone}."]
+        if not topics:
+            lines.append("You follow no topics yet: /papers subscribe <topic>")
+        return Reply(kind=ReplyKind.ALERT_SETTING, title="Alerts on", lines=tuple(lines))
+
+    async def _alerts_off(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        await self.storage.topics.set_alerts(ctx.user, enabled=False)
+        return Reply(kind=ReplyKind.ALERT_SETTING, title="Alerts off",
+                     lines=("You keep your topics; turn alerts back on with /papers alerts on",))
+
+    # --- channel posts ----------------------------------------------------------------------
+
+    def _channel_problem(self, ctx: CommandContext) -> Reply | None:
+        if ctx.channel is None:
+            return Reply(kind=ReplyKind.ERROR, title="Not in a channel",
+                         lines=("Run this command in the channel that should get the daily post.",))
+        if not ctx.can_manage_channel:
+            return Reply(kind=ReplyKind.ERROR, title="Not allowed",
+                         lines=("Only people who may manage this channel can change its daily post.",))
+        return None
+
+    async def _channel_on(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        problem = self._channel_problem(ctx)
+        if problem:
+            return problem
+        assert ctx.channel is not None
+        existing = await self.storage.channels.get(ctx.channel)
+        at = args.at or (existing.post_time if existing else self.settings.default_post_time)
+        zone = args.timezone or (existing.timezone if existing else None) or ctx.user_timezone \
+            or self.settings.default_timezone
+        due = next_occurrence(self.clock(), at, zone)
+        setting = await self.storage.channels.enable(ctx.channel, post_time=at, tz=zone, created_by=ctx.user.user,
+                                                     next_due_at=due, top_n=self.settings.trending_results)
+        return channel_setting_reply(setting, title="Daily post on")
+
+    async def _channel_off(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        problem = self._channel_problem(ctx)
+        if problem:
+            return problem
+        assert ctx.channel is not None
+        changed = await self.storage.channels.disable(ctx.channel)
+        lines = ("This channel will get no more daily posts.",) if changed else \
+            ("This channel had no daily post switched on.",)
+        return Reply(kind=ReplyKind.CHANNEL_SETTING, title="Daily post off", lines=lines,
+                     footer="Switch it on again: /papers channel on HH:MM Area/City")
+
+    async def _channel_show(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        if ctx.channel is None:
+            return self._channel_problem(ctx) or error_reply("Not in a channel.")
+        setting = await self.storage.channels.get(ctx.channel)
+        if setting is None:
+            return Reply(kind=ReplyKind.CHANNEL_SETTING, title="No daily post here",
+                         lines=("This channel gets no daily post.",),
+                         footer="Switch it on: /papers channel on 09:00 Europe/Berlin")
+        return channel_setting_reply(setting, title="This channel's daily post")
+
+
+def channel_setting_reply(setting: ChannelSetting, *, title: str) -> Reply:
+    """A channel's post setting, said plainly."""
+    when = f"{format_time(setting.post_time)} {setting.timezone}"
+    if setting.enabled:
+        lines = [f"The {setting.top_n} trending papers are posted here every day at {when}."]
+        if setting.next_due_at:
+            lines.append(f"Next post: {setting.next_due_at:%Y-%m-%d %H:%M} UTC.")
+    elif setting.paused_reason:
+        lines = [f"Paused ({setting.paused_reason}). Switch it back on with /papers channel on"]
+    else:
+        lines = [f"Off (was {when})."]
+    return Reply(kind=ReplyKind.CHANNEL_SETTING, title=title, lines=tuple(lines),
+                 footer="Change it: /papers channel on HH:MM Area/City · stop it: /papers channel off")
+
+
+def _with_notice(reply: Reply, notice: str) -> Reply:
+    from dataclasses import replace
+
+    return replace(reply, notices=(*reply.notices, notice))
+
+
+def ranked_section(ranked: Sequence[RankedPaper], *, heading: str | None = None, topic: str | None = None,
+                   limit: int) -> Section:
+    """A section of at most ``limit`` presented papers, counting the rest as ``more``."""
+    shown = tuple(present(r, i + 1) for i, r in enumerate(ranked[:limit]))
+    return Section(papers=shown, heading=heading, topic=topic, more=max(0, len(ranked) - len(shown)))

@@ -1,0 +1,125 @@
+"""Where papers come from: the live API, else the stored copy, else the offline sample.
+
+Every answer carries its provenance so the reply can say "from the stored copy
+of <time>" or "offline sample" instead of pretending to be live.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Protocol
+
+from bot.hf_client import SourceUnavailable
+from bot.models import Paper
+from storage.repositories import PaperStore
+
+log = logging.getLogger(__name__)
+
+FEED_LOOKBACK_DAYS = 7
+
+
+class PaperSource(Protocol):
+    """The part of the Hugging Face client the service uses."""
+
+    async def daily_papers(self, *, day: date | None = None, sort: str = "trending", limit: int = 100,
+                           page: int = 0) -> list[Paper]: ...
+
+    async def search(self, query: str, *, limit: int = 50) -> list[Paper]: ...
+
+
+class Origin(enum.Enum):
+    LIVE = "live"
+    STORED = "stored"
+    SAMPLE = "sample"
+
+
+@dataclass(frozen=True, slots=True)
+class PaperBatch:
+    """Papers plus where they came from and, for a feed, which day."""
+
+    papers: Sequence[Paper]
+    origin: Origin
+    as_of: datetime | None = None
+    day: date | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    def notice(self) -> str | None:
+        """The caveat a reply must show, or None for live data."""
+        if self.origin is Origin.STORED and self.as_of is not None:
+            stamp = self.as_of.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            return f"Hugging Face is not answering right now; these come from the stored copy of {stamp}."
+        if self.origin is Origin.STORED:
+            return "Hugging Face is not answering right now; these come from the stored copy."
+        if self.origin is Origin.SAMPLE:
+            return ("Offline sample: Hugging Face could not be reached and nothing is stored yet, so these come "
+                    "from the sample bundled with Paperboy (a snapshot of papers on generalization).")
+        return None
+
+
+class NoPapersAvailable(Exception):
+    """Neither the API, the stored copy nor the sample could answer."""
+
+
+class PaperService:
+    """Fetches papers, stores what it sees, and falls back when upstream is down."""
+
+    def __init__(self, source: PaperSource, store: PaperStore, *,
+                 sample: Callable[[], list[Paper]] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self._source = source
+        self._store = store
+        self._sample = sample
+        self._clock = clock
+
+    async def search(self, topic: str, *, limit: int = 50) -> PaperBatch:
+        """Candidates for ``topic`` (ranking is the caller's): live, else stored, else sample."""
+        try:
+            papers = await self._source.search(topic, limit=limit)
+        except SourceUnavailable as exc:
+            log.warning("paper search unavailable, falling back: %s", exc)
+            stored, as_of = await self._store.all_papers()
+            if stored:
+                return PaperBatch(stored, Origin.STORED, as_of=as_of)
+            return self._sample_batch()
+        await self._store.save(papers, fetched_at=self._clock())
+        return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
+
+    async def daily(self, day: date | None = None) -> PaperBatch:
+        """The trending feed of ``day`` (default today, UTC), else the latest day that has papers."""
+        today = day or self._clock().date()
+        try:
+            for back in range(FEED_LOOKBACK_DAYS + 1):
+                candidate = today - timedelta(days=back)
+                papers = await self._source.daily_papers(day=candidate, sort="trending", limit=100)
+                if papers:
+                    await self._store.save_feed(candidate, papers, fetched_at=self._clock())
+                    return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
+            return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
+        except SourceUnavailable as exc:
+            log.warning("daily feed unavailable, falling back: %s", exc)
+            stored = await self._store.latest_feed(today)
+            if stored is not None:
+                stored_day, papers, as_of = stored
+                return PaperBatch(papers, Origin.STORED, as_of=as_of, day=stored_day)
+            return self._sample_batch(trending=True)
+
+    async def recent(self, *, days: int, until: date | None = None) -> PaperBatch:
+        """Every paper of the feeds of the last ``days`` days (for personal alerts)."""
+        latest = await self.daily(until)
+        if latest.origin is not Origin.LIVE or latest.day is None:
+            return latest
+        since = latest.day - timedelta(days=max(0, days - 1))
+        papers = await self._store.feed_since(since)
+        return PaperBatch(papers, Origin.LIVE, as_of=latest.as_of, day=latest.day)
+
+    def _sample_batch(self, *, trending: bool = False) -> PaperBatch:
+        papers = self._sample() if self._sample else []
+        if not papers:
+            raise NoPapersAvailable("Hugging Face cannot be reached and no papers are stored yet.")
+        if trending:
+            papers = sorted(papers, key=lambda p: -p.upvotes)
+        return PaperBatch(papers, Origin.SAMPLE)

@@ -1,0 +1,63 @@
+"""Cleaning text that comes from outside: user input, paper titles, abstracts."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_KEEP_FORMAT = {"\u200c", "\u200d"}  # ZWNJ and ZWJ carry meaning in Persian and emoji sequences
+_WHITESPACE = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_QUOTES = "\"'“”‘’«»`"
+
+
+class InputError(ValueError):
+    """User input the bot refuses, with a message fit to show the user."""
+
+
+def strip_controls(text: str) -> str:
+    """Drop control and invisible formatting characters (bidi overrides included)."""
+    return "".join(
+        ch for ch in text
+        if ch in "\t\n\r" or ch in _KEEP_FORMAT or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
+    )
+
+
+def clean_line(text: str) -> str:
+    """Controls stripped and all whitespace runs folded to one space."""
+    return _WHITESPACE.sub(" ", strip_controls(text)).strip()
+
+
+def normalize_topic(raw: str, *, max_length: int = 200) -> str:
+    """The canonical form of a topic: NFKC, no controls, folded case and spaces.
+
+    "Diffusion  Models" and "diffusion models" normalize to the same string.
+    Raises :class:`InputError` for an empty or over-long topic.
+    """
+    text = clean_line(unicodedata.normalize("NFKC", raw)).strip(_QUOTES).strip()
+    text = text.casefold()
+    if not text:
+        raise InputError("Give a topic, for example `generalization` or `diffusion models`.")
+    if len(text) > max_length:
+        raise InputError(f"That topic is {len(text):,} characters long; the limit is {max_length}.")
+    return text
+
+
+def first_sentence(text: str, *, limit: int = 300) -> str:
+    """The first sentence of a paragraph, trimmed to ``limit`` characters at a word boundary."""
+    text = clean_line(text)
+    if not text:
+        return ""
+    sentence = _SENTENCE_END.split(text, maxsplit=1)[0]
+    return shorten(sentence, limit)
+
+
+def shorten(text: str, limit: int, *, ellipsis: str = "…") -> str:
+    """``text`` cut to at most ``limit`` characters, at a word boundary when one is near."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - len(ellipsis))]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-") + ellipsis
