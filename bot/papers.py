@@ -20,6 +20,7 @@ from storage.repositories import PaperStore
 log = logging.getLogger(__name__)
 
 FEED_LOOKBACK_DAYS = 7
+OUTAGE_BACKOFF = timedelta(seconds=60)
 
 
 class PaperSource(Protocol):
@@ -74,17 +75,31 @@ class PaperService:
         self._store = store
         self._sample = sample
         self._clock = clock
+        self._down_until: datetime | None = None
+
+    def _upstream_down(self) -> bool:
+        """True while a recent outage says not to wait on upstream again yet."""
+        return self._down_until is not None and self._clock() < self._down_until
+
+    def _note_outage(self, exc: Exception) -> None:
+        log.warning("Hugging Face unavailable, answering from fallbacks for %ss: %s",
+                    int(OUTAGE_BACKOFF.total_seconds()), exc)
+        self._down_until = self._clock() + OUTAGE_BACKOFF
 
     async def search(self, topic: str, *, limit: int = 50) -> PaperBatch:
         """Candidates for ``topic`` (ranking is the caller's): live, else stored, else sample."""
         try:
+            if self._upstream_down():
+                raise SourceUnavailable("recent outage")
             papers = await self._source.search(topic, limit=limit)
         except SourceUnavailable as exc:
-            log.warning("paper search unavailable, falling back: %s", exc)
+            if not self._upstream_down():
+                self._note_outage(exc)
             stored, as_of = await self._store.all_papers()
             if stored:
                 return PaperBatch(stored, Origin.STORED, as_of=as_of)
             return self._sample_batch()
+        self._down_until = None
         await self._store.save(papers, fetched_at=self._clock())
         return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
 
@@ -92,6 +107,8 @@ class PaperService:
         """The trending feed of ``day`` (default today, UTC), else the latest day that has papers."""
         today = day or self._clock().date()
         try:
+            if self._upstream_down():
+                raise SourceUnavailable("recent outage")
             for back in range(FEED_LOOKBACK_DAYS + 1):
                 candidate = today - timedelta(days=back)
                 papers = await self._source.daily_papers(day=candidate, sort="trending", limit=100)
@@ -100,7 +117,8 @@ class PaperService:
                     return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
             return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
         except SourceUnavailable as exc:
-            log.warning("daily feed unavailable, falling back: %s", exc)
+            if not self._upstream_down():
+                self._note_outage(exc)
             stored = await self._store.latest_feed(today)
             if stored is not None:
                 stored_day, papers, as_of = stored

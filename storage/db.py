@@ -42,13 +42,28 @@ def sync_url(url: str | URL) -> URL:
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    """WAL and a busy timeout so several processes can share one SQLite file."""
+    """WAL and a busy timeout so several processes can share one SQLite file.
+
+    The driver's own transaction handling is switched off so that
+    :func:`_begin_immediate` can open every transaction itself.
+    """
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when a transaction starts, so the busy timeout applies.
+
+    A deferred transaction that reads and then writes cannot wait for another
+    process's lock: SQLite answers "database is locked" at once. Taking the
+    lock up front makes concurrent writers queue instead.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -63,6 +78,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
+            event.listen(self.engine.sync_engine, "begin", _begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

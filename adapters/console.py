@@ -1,0 +1,130 @@
+"""The terminal console: type ``/papers ...`` and read the answer as plain text.
+
+Commands are attributed to a local console user in a local console channel, so
+subscriptions and channel settings made here are stored like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from adapters.base import SentMessage
+from bot.core import Paperboy
+from bot.models import ChannelRef, CommandContext, RankedPaper, Reply, ReplyKind, UserRef
+
+CONSOLE_USER = UserRef("console", "local", "console-user")
+CONSOLE_CHANNEL = ChannelRef("console", "local", "console")
+PROMPT = "paperboy> "
+WIDTH = 100
+
+
+def console_context(*, timezone: str | None = None) -> CommandContext:
+    """Who a console command comes from."""
+    return CommandContext(user=CONSOLE_USER, channel=CONSOLE_CHANNEL, user_timezone=timezone,
+                          can_manage_channel=True, display_name="you")
+
+
+def _paper_lines(item: RankedPaper) -> list[str]:
+    paper = item.paper
+    meta = [m for m in (item.authors_line,
+                        paper.published_at.strftime("%Y-%m-%d") if paper.published_at else "",
+                        f"▲ {paper.upvotes}") if m]
+    lines = [f"{item.rank:>2}. {paper.title}", f"    {' · '.join(meta)}"]
+    if item.summary_line:
+        lines.append(f"    {item.summary_line}")
+    for link in item.links:
+        lines.append(f"    {link.label}: {link.url}")
+    if item.matched_terms:
+        lines.append(f"    Why: {', '.join(item.matched_terms)}")
+    return lines
+
+
+def render_text(reply: Reply) -> str:
+    """A reply as plain text for the terminal (no markup, nothing to escape)."""
+    out: list[str] = []
+    marker = "!" if reply.kind is ReplyKind.ERROR else "#"
+    out.append(f"{marker} {reply.title}")
+    for notice in reply.notices:
+        out.append(f"  Note: {notice}")
+    out.extend(reply.lines)
+    out.extend(f"  • {item}" for item in reply.items)
+    for section in reply.sections:
+        if section.heading:
+            out.append("")
+            out.append(f"## {section.heading}")
+        for item in section.papers:
+            out.append("")
+            out.extend(_paper_lines(item))
+        if section.more:
+            out.append("")
+            out.append(f"   … and {section.more} more")
+    if reply.footer:
+        out.append("")
+        out.append(reply.footer)
+    return "\n".join(out)
+
+
+class ConsoleAdapter:
+    """Reads commands from a terminal and prints replies; also receives scheduled posts."""
+
+    platform = "console"
+
+    def __init__(self, core: Paperboy, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
+                 timezone: str | None = None) -> None:
+        self._core = core
+        self._stdin = stdin or sys.stdin
+        self._stdout = stdout or sys.stdout
+        self._timezone = timezone
+        self._task: asyncio.Task[None] | None = None
+        self._counter = 0
+
+    def _print(self, text: str) -> None:
+        self._stdout.write(text + "\n")
+        self._stdout.flush()
+
+    async def ask(self, text: str) -> Reply:
+        """Answer one command line as the console user."""
+        return await self._core.handle(console_context(timezone=self._timezone), text)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.repl())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        if self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def repl(self, read_line: Callable[[], str] | None = None) -> None:
+        """Prompt, answer, repeat until end of input or ``quit``."""
+        self._print("Paperboy console. Try /papers generalization, /papers today or /papers help; quit to leave.")
+        loop = asyncio.get_running_loop()
+        while True:
+            self._stdout.write(PROMPT)
+            self._stdout.flush()
+            line = await loop.run_in_executor(None, read_line or self._stdin.readline)
+            if not line:
+                self._print("")
+                return
+            line = line.strip()
+            if line.casefold() in ("quit", "exit", ":q"):
+                return
+            if not line:
+                continue
+            text = line if line.casefold().startswith("/papers") else f"/papers {line}"
+            self._print(render_text(await self.ask(text)))
+
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+        self._counter += 1
+        self._print(f"\n[daily post for #{channel.channel}]\n{render_text(reply)}")
+        return SentMessage(channel=channel.channel, message_id=str(self._counter))
+
+    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+        self._counter += 1
+        self._print(f"\n[direct message for {user.user}]\n{render_text(reply)}")
+        return SentMessage(channel=user.user, message_id=str(self._counter))

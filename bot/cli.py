@@ -1,0 +1,191 @@
+"""The ``paperboy`` command: run, console, ask, preview, deliver, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.app import App, build_app
+from bot.logs import configure_logging
+from bot.models import Reply, ReplyKind
+from bot.settings import Settings
+
+log = logging.getLogger("paperboy")
+
+EXIT_OK, EXIT_ERROR_REPLY, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperboy", description="ML papers for Slack, Discord and the terminal.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the bot: Slack/Discord when configured, else the console; plus the scheduler")
+    sub.add_parser("console", help="the interactive terminal console")
+    ask = sub.add_parser("ask", help='answer one command, e.g. paperboy ask "/papers generalization"')
+    ask.add_argument("text", nargs="+", help="the command, with or without the leading /papers")
+    preview = sub.add_parser("preview", help="print the message body the bot would send for a command")
+    preview.add_argument("--platform", choices=("slack", "discord", "text"), default="text")
+    preview.add_argument("text", nargs="+")
+    deliver = sub.add_parser("deliver", help="run one delivery pass of everything due, then exit")
+    deliver.add_argument("--now", action="store_true", required=True, help="deliver what is due now")
+    deliver.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations")
+    return parser
+
+
+def _command_text(words: Sequence[str]) -> str:
+    text = " ".join(words).strip()
+    return text if text.casefold().startswith("/papers") else f"/papers {text}"
+
+
+def render_for(platform: str, reply: Reply) -> str:
+    """The body a platform would receive for ``reply`` (JSON), or the console's text."""
+    if platform == "slack":
+        from adapters.slack.render import render_message
+
+        return json.dumps(render_message(reply), indent=2, ensure_ascii=False)
+    if platform == "discord":
+        from adapters.discord.render import message_payload
+
+        return json.dumps(message_payload(reply), indent=2, ensure_ascii=False)
+    from adapters.console import render_text
+
+    return render_text(reply)
+
+
+async def _ask(app: App, text: str, platform: str) -> int:
+    from adapters.console import console_context
+
+    try:
+        reply = await app.core.handle(console_context(), text)
+        print(render_for(platform, reply))
+        return EXIT_ERROR_REPLY if reply.kind is ReplyKind.ERROR else EXIT_OK
+    finally:
+        await app.close()
+
+
+async def _console(app: App) -> int:
+    from adapters.console import ConsoleAdapter
+
+    console = ConsoleAdapter(app.core)
+    app.adapters.add(console)
+    try:
+        await console.repl()
+    finally:
+        await app.close()
+    return EXIT_OK
+
+
+def _platform_adapters(app: App) -> list[Any]:
+    """The Slack and Discord adapters whose tokens are configured."""
+    adapters: list[Any] = []
+    if app.settings.slack_enabled:
+        from adapters.slack import SlackAdapter
+
+        adapters.append(SlackAdapter(app.settings, app.core, app.storage))
+    if app.settings.discord_enabled:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(app.settings, app.core, app.storage))
+    return adapters
+
+
+async def _run(app: App) -> int:
+    """Run the configured adapters and the scheduler until interrupted."""
+    from scheduler.clock import DeliveryScheduler
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    adapters = _platform_adapters(app)
+    console = None
+    if not adapters:
+        from adapters.console import ConsoleAdapter
+
+        log.info("no Slack or Discord tokens configured: starting the terminal console")
+        console = ConsoleAdapter(app.core)
+        adapters.append(console)
+    scheduler = DeliveryScheduler(app)
+    try:
+        for adapter in adapters:
+            app.adapters.add(adapter)
+            await adapter.start()
+            log.info("%s adapter started", adapter.platform)
+        await scheduler.start()
+        if console is not None:
+            waiter = asyncio.create_task(console.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+        else:
+            await stop.wait()
+    finally:
+        await scheduler.stop()
+        for adapter in adapters:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        await app.close()
+    return EXIT_OK
+
+
+async def _deliver(app: App, dry_run: bool) -> int:
+    from scheduler.delivery import run_delivery_pass
+
+    try:
+        if not dry_run:
+            for adapter in _platform_adapters(app):
+                app.adapters.add(adapter)
+                await adapter.start()
+        report = await run_delivery_pass(app, dry_run=dry_run)
+        for line in report.lines():
+            print(line)
+        return EXIT_OK
+    finally:
+        for adapter in app.adapters:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        await app.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"paperboy: bad configuration: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    quiet = args.command in ("ask", "preview", "deliver")
+    configure_logging("WARNING" if quiet and settings.log_level.upper() == "INFO" else settings.log_level,
+                      settings.secrets())
+    if args.command == "db":
+        from storage.db import upgrade_database
+
+        upgrade_database(settings.database_url)
+        print("database is up to date")
+        return EXIT_OK
+    app = build_app(settings)
+    if args.command in ("ask", "preview"):
+        platform = getattr(args, "platform", "text")
+        return asyncio.run(_ask(app, _command_text(args.text), platform))
+    if args.command == "console":
+        return asyncio.run(_console(app))
+    if args.command == "deliver":
+        return asyncio.run(_deliver(app, args.dry_run))
+    return asyncio.run(_run(app))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
