@@ -92,6 +92,7 @@ class ChannelSubscription(Base):
     paused_reason: Mapped[str | None] = mapped_column(String(200))
     next_due_at: Mapped[datetime | None]
     last_delivered_at: Mapped[datetime | None]
+    last_feed_day: Mapped[date | None] = mapped_column(Date)  # the feed day last posted (no repeats)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -183,7 +184,8 @@ class Delivery(Base):
     kind: Mapped[str] = mapped_column(String(16))  # "channel" or "alert"
     subscription_id: Mapped[int] = mapped_column(Integer)
     day: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16))  # claimed, sent, skipped, failed
+    status: Mapped[str] = mapped_column(String(16))  # claimed, sent, skipped, failed, paused
+    due_at: Mapped[datetime | None]  # the scheduled instant, for the grace window on retries
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]

@@ -1,0 +1,200 @@
+"""Adapters for tests and benchmarks: an in-memory one and one that posts over HTTP.
+
+:class:`FakeAdapter` records every message in ``outbox`` and runs commands end
+to end with the awaitable :meth:`FakeAdapter.inject` -- no threads, queues or
+sleeps. Failures can be switched on per target (:meth:`FakeAdapter.fail`) or
+for every send (:meth:`FakeAdapter.rate_limit_storm`), so the delivery code's
+handling of each :class:`~adapters.base.FailureKind` can be tested.
+
+:class:`HttpPlatformAdapter` sends each message as a small JSON document to a
+fake platform API on loopback (``POST {base_url}/send``) with httpx and maps
+HTTP answers to :class:`~adapters.base.SendError` the way the Slack and
+Discord adapters map theirs (429 + ``Retry-After`` -> ``RATE_LIMITED``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from adapters.base import FailureKind, SendError, SentMessage
+from bot.models import ChannelRef, CommandContext, Reply, UserRef
+
+if TYPE_CHECKING:
+    from bot.core import Paperboy
+
+Target = ChannelRef | UserRef
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One message the fake adapter was asked to send (or a command's answer)."""
+
+    target: Target
+    reply: Reply
+    via: str  # "channel", "dm" or "response"
+
+
+@dataclass
+class _Failure:
+    kind: FailureKind
+    remaining: int | None  # None: fail forever
+    retry_after: float | None = None
+    detail: str = ""
+
+
+def target_id(target: Target) -> str:
+    return target.channel if isinstance(target, ChannelRef) else target.user
+
+
+@dataclass
+class FakeAdapter:
+    """An adapter that keeps what it sends; failures are switched on per target id."""
+
+    core: Paperboy | None = None
+    platform: str = "fake"
+    send_delay: float = 0.0
+    outbox: list[OutboxItem] = field(default_factory=list)
+    attempts: int = 0
+    started: bool = False
+    _failures: dict[str, _Failure] = field(default_factory=dict)
+    _storm: _Failure | None = None
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    on_send: Callable[[OutboxItem], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+
+    # --- switching failures ---
+
+    def fail(self, target: str, kind: FailureKind, *, times: int | None = None, retry_after: float | None = None,
+             detail: str = "") -> None:
+        """Make sends to channel or user id ``target`` fail with ``kind`` (``times`` times, or always)."""
+        self._failures[target] = _Failure(kind, times, retry_after, detail)
+
+    def heal(self, target: str | None = None) -> None:
+        """Stop failing sends to ``target`` (or to everyone)."""
+        if target is None:
+            self._failures.clear()
+            self._storm = None
+        else:
+            self._failures.pop(target, None)
+
+    def rate_limit_storm(self, times: int, *, retry_after: float = 0.01) -> None:
+        """The next ``times`` sends, to anyone, are answered with a 429."""
+        self._storm = _Failure(FailureKind.RATE_LIMITED, times, retry_after, "ratelimited")
+
+    # --- sending ---
+
+    def _maybe_fail(self, target: Target) -> None:
+        for failure, key in ((self._storm, None), (self._failures.get(target_id(target)), target_id(target))):
+            if failure is None:
+                continue
+            if failure.remaining is not None:
+                if failure.remaining <= 0:
+                    continue
+                failure.remaining -= 1
+            raise SendError(failure.kind, failure.detail or failure.kind.value, retry_after=failure.retry_after)
+
+    async def _send(self, target: Target, reply: Reply, via: str) -> SentMessage:
+        self.attempts += 1
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
+        self._maybe_fail(target)
+        item = OutboxItem(target, reply, via)
+        self.outbox.append(item)
+        if self.on_send is not None:
+            await self.on_send(item)
+        return SentMessage(channel=target_id(target), message_id=str(next(self._ids)))
+
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+        return await self._send(channel, reply, "channel")
+
+    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+        return await self._send(user, reply, "dm")
+
+    # --- commands end to end ---
+
+    async def inject(self, text: str, *, user: str = "U1", channel: str | None = "C1", workspace: str = "W1",
+                     user_timezone: str | None = None, can_manage_channel: bool = True) -> Reply:
+        """Run ``text`` (a ``/papers`` command) through the core as this platform would; returns the answer."""
+        if self.core is None:
+            raise RuntimeError("FakeAdapter.inject needs the core")
+        who = UserRef(self.platform, workspace, user)
+        where = ChannelRef(self.platform, workspace, channel) if channel else None
+        ctx = CommandContext(user=who, channel=where, user_timezone=user_timezone,
+                             can_manage_channel=can_manage_channel)
+        reply = await self.core.handle(ctx, text)
+        self.outbox.append(OutboxItem(where or who, reply, "response"))
+        return reply
+
+    # --- reading the outbox ---
+
+    def sent(self, via: str | None = None) -> list[OutboxItem]:
+        return [item for item in self.outbox if via is None or item.via == via]
+
+    def sent_to(self, target: str) -> list[OutboxItem]:
+        """Messages delivered to channel or user id ``target`` (command answers excluded)."""
+        return [item for item in self.outbox if item.via != "response" and target_id(item.target) == target]
+
+
+def message_document(target: Target, reply: Reply) -> dict[str, Any]:
+    """The JSON a fake platform receives: who, what kind, which papers under which headings."""
+    return {
+        "platform": target.platform,
+        "workspace": target.workspace,
+        "target": target_id(target),
+        "via": "channel" if isinstance(target, ChannelRef) else "dm",
+        "kind": reply.kind.value,
+        "title": reply.title,
+        "day": reply.day.isoformat() if reply.day else None,
+        "sections": [{"heading": s.heading, "papers": [p.paper.paper_id for p in s.papers]} for s in reply.sections],
+    }
+
+
+class HttpPlatformAdapter:
+    """Posts messages to a fake platform API over HTTP (tests and benchmarks)."""
+
+    def __init__(self, base_url: str, *, platform: str = "fake", concurrency: int = 64,
+                 timeout: float = 30.0) -> None:
+        self.platform = platform
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._client.aclose()
+
+    async def _post(self, target: Target, reply: Reply) -> SentMessage:
+        try:
+            response = await self._client.post("/send", json=message_document(target, reply))
+        except httpx.HTTPError as exc:
+            raise SendError(FailureKind.TRANSIENT, type(exc).__name__) from exc
+        if response.status_code == 200:
+            return SentMessage(channel=target_id(target), message_id=response.json().get("id", ""))
+        if response.status_code == 429:
+            retry_after = float(response.headers.get("Retry-After", "1"))
+            raise SendError(FailureKind.RATE_LIMITED, "ratelimited", retry_after=retry_after)
+        error = response.json().get("error", "") if response.headers.get("content-type", "").startswith(
+            "application/json") else ""
+        kinds = {"channel_not_found": FailureKind.TARGET_GONE, "not_in_channel": FailureKind.NOT_IN_CHANNEL,
+                 "forbidden": FailureKind.FORBIDDEN, "dms_closed": FailureKind.DMS_CLOSED,
+                 "invalid_auth": FailureKind.INSTALL_GONE}
+        raise SendError(kinds.get(error, FailureKind.TRANSIENT), error or str(response.status_code))
+
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+        return await self._post(channel, reply)
+
+    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+        return await self._post(user, reply)

@@ -1,0 +1,151 @@
+"""Sending many messages at once: bounded concurrency, rate-limit gates, bounded retries.
+
+A 429 (``FailureKind.RATE_LIMITED``) closes the gate of its *scope* -- the
+platform and workspace, which is where Slack's workspace-wide limit applies --
+for ``retry_after`` seconds: every sender for that scope waits, then the send
+is retried (at most ``max_rate_limited`` times). Transient failures are retried
+a few times with a short backoff. Any other failure is returned at once, so the
+caller can pause that target. A failing or slow target only ever holds one of
+the ``concurrency`` workers; all other targets keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from adapters.base import FailureKind, SendError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_RETRY_AFTER = 1.0
+MAX_RETRY_AFTER = 300.0
+
+
+class RateGates:
+    """Per-scope "closed until" instants set by 429 answers."""
+
+    def __init__(self, *, sleep: Sleep = asyncio.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._closed_until: dict[Hashable, float] = {}
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def close(self, scope: Hashable, seconds: float) -> None:
+        until = self._monotonic() + seconds
+        if until > self._closed_until.get(scope, 0.0):
+            self._closed_until[scope] = until
+
+    async def wait(self, scope: Hashable) -> float:
+        """Wait while ``scope`` is closed; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            remaining = self._closed_until.get(scope, 0.0) - self._monotonic()
+            if remaining <= 0:
+                self._closed_until.pop(scope, None)
+                return waited
+            await self._sleep(remaining)
+            waited += remaining
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult(Generic[T]):
+    """How one send ended: its value, or the error that stopped it."""
+
+    value: T | None
+    error: SendError | None
+    attempts: int
+    rate_limited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Sender:
+    """Sends with the gate, retry and timeout rules above."""
+
+    def __init__(self, *, gates: RateGates | None = None, max_rate_limited: int = 10, max_transient: int = 3,
+                 transient_backoff: float = 0.5, timeout: float = 60.0, sleep: Sleep = asyncio.sleep) -> None:
+        self.gates = gates or RateGates(sleep=sleep)
+        self.max_rate_limited = max_rate_limited
+        self.max_transient = max_transient
+        self.transient_backoff = transient_backoff
+        self.timeout = timeout
+        self._sleep = sleep
+        self.rate_limited_total = 0
+
+    async def send(self, scope: Hashable, attempt: Callable[[], Awaitable[T]]) -> SendResult[T]:
+        """Call ``attempt`` until it succeeds, fails for good, or runs out of retries."""
+        rate_limited = transient = attempts = 0
+        while True:
+            await self.gates.wait(scope)
+            attempts += 1
+            try:
+                value = await asyncio.wait_for(attempt(), self.timeout)
+                return SendResult(value, None, attempts, rate_limited)
+            except SendError as exc:
+                error = exc
+            except asyncio.TimeoutError:
+                error = SendError(FailureKind.TRANSIENT, "timed out")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the fan-out
+                log.exception("send to %s raised", scope)
+                error = SendError(FailureKind.TRANSIENT, type(exc).__name__)
+            if error.kind is FailureKind.RATE_LIMITED:
+                rate_limited += 1
+                self.rate_limited_total += 1
+                if rate_limited >= self.max_rate_limited:
+                    return SendResult(None, error, attempts, rate_limited)
+                wait = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
+                self.gates.close(scope, min(max(wait, 0.0), MAX_RETRY_AFTER))
+                continue
+            if error.kind is FailureKind.TRANSIENT:
+                transient += 1
+                if transient >= self.max_transient:
+                    return SendResult(None, error, attempts, rate_limited)
+                await self._sleep(self.transient_backoff * 2 ** (transient - 1))
+                continue
+            return SendResult(None, error, attempts, rate_limited)
+
+
+async def fan_out(items: AsyncIterator[T], handle: Callable[[T], Awaitable[None]], *, concurrency: int) -> None:
+    """Run ``handle`` over ``items`` with at most ``concurrency`` at a time.
+
+    Items are pulled from ``items`` only as workers free up (a bounded queue),
+    so a producer that streams from the database never runs far ahead.
+    ``handle`` must not raise; if it does, the error is logged and the
+    remaining items still run.
+    """
+    queue: asyncio.Queue[T | None] = asyncio.Queue(maxsize=concurrency * 2)
+
+    async def worker() -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            try:
+                await handle(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("delivery handler failed")
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        async for item in items:
+            await queue.put(item)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
