@@ -1,0 +1,443 @@
+"""The Slack adapter: slack-bolt's AsyncApp wired to the core, plus addressed sends.
+
+Modes, chosen from the settings:
+
+* Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed);
+* HTTP mode otherwise: an aiohttp server on ``PORT`` serving ``/slack/events``
+  with Slack's signature and timestamp verification (``SLACK_SIGNING_SECRET``);
+* multi-workspace when ``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET`` are set:
+  ``/slack/install`` and ``/slack/oauth_redirect`` are served too, and
+  installations live in the project's database through slack_sdk's SQLAlchemy
+  installation and OAuth state stores (tables created by migration 0002).
+  Otherwise one workspace with ``SLACK_BOT_TOKEN``.
+
+Every Web API call goes to ``SLACK_API_URL`` through slack_sdk's async client
+with its rate-limit retry handler (429 + ``Retry-After``). Sends raise
+:class:`adapters.base.SendError`; the scheduler decides what to do about them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cachetools import TTLCache
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions, AsyncFailureArgs, AsyncSuccessArgs
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.base import FailureKind, SendError, SentMessage
+from adapters.slack.errors import retry_after_seconds, send_error
+from adapters.slack.home import (
+    ADD_TOPIC_ACTION,
+    ADD_TOPIC_CALLBACK,
+    REMOVE_TOPIC_ACTION,
+    add_topic_modal,
+    home_view,
+)
+from adapters.slack.payloads import (
+    PLATFORM,
+    TOPIC_BLOCK,
+    action_value,
+    interaction_context,
+    slash_payload_to_context,
+    submitted_topic,
+    team_of,
+    user_profile_facts,
+)
+from adapters.slack.render import SHARE_ACTION, SUBSCRIBE_ACTION, render_message
+from bot import commands as cmd
+from bot.commands import CommandArgs
+from bot.core import Paperboy
+from bot.models import ChannelRef, CommandContext, Reply, UserRef
+from bot.schedule import format_time
+from bot.settings import Settings
+from bot.text import InputError, normalize_topic
+from storage.repositories import Storage
+
+log = logging.getLogger(__name__)
+
+BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read")
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+HEALTH_PATH = "/healthz"
+OAUTH_STATE_SECONDS = 600
+USER_CACHE_SECONDS = 3600
+
+
+class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (sleeps ``Retry-After``, retries), but only for short waits.
+
+    A long ``Retry-After`` is not slept through inside one send: the send fails
+    with ``RATE_LIMITED`` and its ``retry_after`` so the scheduler reschedules it.
+    """
+
+    def __init__(self, max_retry_count: int = 1, max_wait_seconds: float = 10.0) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_seconds = max_wait_seconds
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None, error: Exception | None = None) -> bool:
+        if not await super()._can_retry_async(state=state, request=request, response=response, error=error):
+            return False
+        assert response is not None
+        wait = retry_after_seconds(response.headers)
+        return wait is None or wait <= self.max_wait_seconds
+
+
+class SlackAdapter:
+    """Paperboy on Slack: slash command, buttons, App Home, install/uninstall and sends."""
+
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings, core: Paperboy, storage: Storage, *, host: str = "0.0.0.0",
+                 port: int | None = None, command: str = "/papers", rate_limit_retries: int = 1,
+                 max_retry_wait_seconds: float = 10.0) -> None:
+        if not settings.slack_enabled:
+            raise ValueError("Slack is not configured: set SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
+        self._settings = settings
+        self._core = core
+        self._storage = storage
+        self._host = host
+        self._port = settings.port if port is None else port
+        self._command = command
+        self._rate_limit_retries = rate_limit_retries
+        self._max_retry_wait = max_retry_wait_seconds
+        self.oauth_enabled = bool(settings.slack_client_id and settings.slack_client_secret)
+        self.socket_mode = settings.slack_app_token is not None
+        self.serves_http = not self.socket_mode or self.oauth_enabled
+        self._signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        if self.serves_http and not self._signing_secret:
+            raise ValueError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)")
+        self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
+        self.state_store: AsyncSQLAlchemyOAuthStateStore | None = None
+        if self.oauth_enabled:
+            assert settings.slack_client_id is not None
+            self.installation_store = AsyncSQLAlchemyInstallationStore(
+                client_id=settings.slack_client_id, engine=storage.db.engine)
+            self.state_store = AsyncSQLAlchemyOAuthStateStore(
+                expiration_seconds=OAUTH_STATE_SECONDS, engine=storage.db.engine)
+        self._clients: dict[str, AsyncWebClient] = {}
+        self._user_facts: TTLCache[tuple[str, str], tuple[str | None, bool]] = TTLCache(
+            maxsize=10_000, ttl=USER_CACHE_SECONDS)
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+        self._socket_handler: Any = None
+        self.http_port: int | None = None
+
+    # --- assembly ---------------------------------------------------------------------------
+
+    def _retry_handlers(self) -> list[AsyncRetryHandler]:
+        return [AsyncConnectionErrorRetryHandler(max_retry_count=1),
+                BoundedRateLimitRetryHandler(self._rate_limit_retries, self._max_retry_wait)]
+
+    def _new_client(self, token: str | None) -> AsyncWebClient:
+        return AsyncWebClient(token=token, base_url=self._settings.slack_api_url,
+                              retry_handlers=self._retry_handlers())
+
+    def _build_app(self) -> AsyncApp:
+        settings = self._settings
+        if self.oauth_enabled:
+            assert settings.slack_client_secret is not None
+            oauth_settings = AsyncOAuthSettings(
+                client_id=settings.slack_client_id,
+                client_secret=settings.slack_client_secret.get_secret_value(),
+                scopes=list(BOT_SCOPES),
+                install_path=INSTALL_PATH,
+                redirect_uri_path=REDIRECT_PATH,
+                installation_store=self.installation_store,
+                installation_store_bot_only=True,
+                state_store=self.state_store,
+                callback_options=AsyncCallbackOptions(success=self._on_installed, failure=self._on_install_failed),
+            )
+            app = AsyncApp(client=self._new_client(None), signing_secret=self._signing_secret,
+                           oauth_settings=oauth_settings, installation_store_bot_only=True,
+                           request_verification_enabled=bool(self._signing_secret))
+        else:
+            assert settings.slack_bot_token is not None
+            app = AsyncApp(client=self._new_client(settings.slack_bot_token.get_secret_value()),
+                           signing_secret=self._signing_secret,
+                           request_verification_enabled=bool(self._signing_secret))
+        app.command(self._command)(self._on_slash_command)
+        app.action(SHARE_ACTION)(self._on_share)
+        app.action(SUBSCRIBE_ACTION)(self._on_subscribe)
+        app.action(REMOVE_TOPIC_ACTION)(self._on_remove_topic)
+        app.action(ADD_TOPIC_ACTION)(self._on_add_topic)
+        app.view(ADD_TOPIC_CALLBACK)(self._on_add_topic_submitted)
+        app.event("app_home_opened")(self._on_home_opened)
+        app.event("app_uninstalled")(self._on_uninstalled)
+        app.event("tokens_revoked")(self._on_tokens_revoked)
+        return app
+
+    def web_app(self) -> web.Application:
+        """The HTTP endpoints: events (signed), install and OAuth redirect (multi-workspace), health."""
+        application = web.Application()
+        application.router.add_post(EVENTS_PATH, self._handle_events)
+        application.router.add_get(HEALTH_PATH, self._handle_health)
+        if self.oauth_enabled:
+            application.router.add_get(INSTALL_PATH, self._handle_install)
+            application.router.add_get(REDIRECT_PATH, self._handle_oauth_redirect)
+        return application
+
+    async def _handle_events(self, request: web.Request) -> web.Response:
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def _handle_install(self, request: web.Request) -> web.Response:
+        assert self.app.oauth_flow is not None
+        return await to_aiohttp_response(await self.app.oauth_flow.handle_installation(await to_bolt_request(request)))
+
+    async def _handle_oauth_redirect(self, request: web.Request) -> web.Response:
+        assert self.app.oauth_flow is not None
+        return await to_aiohttp_response(await self.app.oauth_flow.handle_callback(await to_bolt_request(request)))
+
+    async def _handle_health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (Socket Mode) and/or listen (HTTP mode); returns once running."""
+        if self.serves_http:
+            self._runner = web.AppRunner(self.web_app(), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self._host, self._port)
+            await site.start()
+            server = site._server  # noqa: SLF001 - the only way to learn the port chosen for port 0
+            sockets = getattr(server, "sockets", None) or ()
+            self.http_port = sockets[0].getsockname()[1] if sockets else self._port
+            log.info("Slack HTTP endpoints listening on %s:%s%s", self._host, self.http_port, EVENTS_PATH)
+        if self.socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            assert self._settings.slack_app_token is not None
+            self._socket_handler = AsyncSocketModeHandler(self.app, self._settings.slack_app_token.get_secret_value())
+            await self._socket_handler.connect_async()
+            log.info("Slack Socket Mode connected")
+
+    async def stop(self) -> None:
+        if self._socket_handler is not None:
+            await self._socket_handler.close_async()
+            self._socket_handler = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _token_for(self, workspace: str) -> str:
+        if self.installation_store is not None:
+            bot = await self.installation_store.async_find_bot(enterprise_id=None, team_id=workspace)
+            if bot is None or not bot.bot_token:
+                await self._storage.workspaces.deactivate(PLATFORM, workspace, "not_installed")
+                raise SendError(FailureKind.INSTALL_GONE, "not_installed")
+            return bot.bot_token
+        assert self._settings.slack_bot_token is not None
+        return self._settings.slack_bot_token.get_secret_value()
+
+    async def client_for(self, workspace: str) -> AsyncWebClient:
+        """A Web API client holding ``workspace``'s bot token."""
+        token = await self._token_for(workspace)
+        client = self._clients.get(token)
+        if client is None:
+            client = self._clients[token] = self._new_client(token)
+        return client
+
+    async def _call(self, workspace: str, method: str, *, to_user: bool = False, **params: Any) -> Any:
+        """One Web API call; Slack errors become :class:`SendError` (logged by code, never by token)."""
+        client = await self.client_for(workspace)
+        try:
+            return await client.api_call(method, json=params)
+        except SlackApiError as exc:
+            response = exc.response
+            code = str(response.get("error") or "") if response is not None else ""
+            error = send_error(code, status=response.status_code if response is not None else None,
+                               headers=response.headers if response is not None else None, to_user=to_user)
+            log.warning("Slack %s failed in workspace %s: %s (%s)", method, workspace, error.detail, error.kind.value)
+            if error.kind is FailureKind.INSTALL_GONE:
+                await self._storage.workspaces.deactivate(PLATFORM, workspace, error.detail)
+            raise error from None
+        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("Slack %s failed in workspace %s: %s", method, workspace, type(exc).__name__)
+            raise SendError(FailureKind.TRANSIENT, type(exc).__name__) from None
+
+    async def _post(self, workspace: str, channel: str, reply: Reply, *, to_user: bool) -> SentMessage:
+        body = render_message(reply, interactive=False)
+        response = await self._call(workspace, "chat.postMessage", to_user=to_user, channel=channel,
+                                    text=body["text"], blocks=body["blocks"], unfurl_links=False, unfurl_media=False)
+        return SentMessage(channel=str(response.get("channel") or channel), message_id=str(response.get("ts") or ""))
+
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+        """Post in a channel with chat.postMessage (the bot must be a member)."""
+        return await self._post(channel.workspace, channel.channel, reply, to_user=False)
+
+    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+        """Open (or find) the direct message with ``user`` and post there."""
+        opened = await self._call(user.workspace, "conversations.open", to_user=True, users=user.user)
+        dm = (opened.get("channel") or {}).get("id")
+        if not dm:
+            raise SendError(FailureKind.TRANSIENT, "no_dm_channel")
+        return await self._post(user.workspace, dm, reply, to_user=True)
+
+    # --- who is asking --------------------------------------------------------------------------
+
+    async def _facts(self, client: AsyncWebClient, team: str, user_id: str) -> tuple[str | None, bool]:
+        """The person's time zone and admin status from users.info, cached for an hour."""
+        key = (team, user_id)
+        if key in self._user_facts:
+            return self._user_facts[key]
+        try:
+            response = await client.users_info(user=user_id)
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("users.info failed in workspace %s: %s", team, code)
+            return None, False
+        facts = user_profile_facts(response.get("user") or {})
+        self._user_facts[key] = facts
+        return facts
+
+    async def _context_facts(self, client: AsyncWebClient, body: dict[str, Any], user_id: str) -> tuple[str | None, bool]:
+        tz, is_admin = await self._facts(client, team_of(body), user_id)
+        can_manage = is_admin if self._settings.slack_admins_only_channel_settings else True
+        return tz, can_manage
+
+    async def _interaction(self, client: AsyncWebClient, body: dict[str, Any]) -> CommandContext:
+        tz, can_manage = await self._context_facts(client, body, str(body["user"]["id"]))
+        return interaction_context(body, user_timezone=tz, can_manage_channel=can_manage)
+
+    # --- listeners ------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _respond(respond: Any, reply: Reply, *, in_channel: bool | None = None, **extra: Any) -> None:
+        body = render_message(reply, **extra)
+        public = (not reply.ephemeral) if in_channel is None else in_channel
+        await respond(text=body["text"], blocks=body["blocks"], response_type="in_channel" if public else "ephemeral",
+                      replace_original=False, unfurl_links=False, unfurl_media=False)
+
+    async def _on_slash_command(self, ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        """``/papers ...``: acknowledge at once, then answer through the response URL."""
+        await ack()
+        tz, can_manage = await self._context_facts(client, body, str(body["user_id"]))
+        ctx, text = slash_payload_to_context(body, user_timezone=tz, can_manage_channel=can_manage)
+        reply = await self._core.handle(ctx, text)
+        await self._respond(respond, reply)
+
+    def _topic_args(self, name: str, raw: str) -> CommandArgs:
+        try:
+            return CommandArgs(name, topic=normalize_topic(raw, max_length=self._settings.max_topic_length))
+        except InputError as exc:
+            return CommandArgs(cmd.HELP, problem=str(exc))
+
+    async def _on_share(self, ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        """"Share in channel": the same search, posted for everyone, crediting who shared it."""
+        await ack()
+        ctx = await self._interaction(client, body)
+        reply = await self._core.dispatch(ctx, self._topic_args(cmd.SEARCH, action_value(body)))
+        public = not reply.is_error
+        await self._respond(respond, reply, in_channel=public, interactive=False,
+                            shared_by=ctx.user.user if public else None)
+
+    async def _on_subscribe(self, ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        """"Subscribe to <topic>" under a search answer."""
+        await ack()
+        ctx = await self._interaction(client, body)
+        reply = await self._core.dispatch(ctx, self._topic_args(cmd.SUBSCRIBE, action_value(body)))
+        await self._respond(respond, reply, in_channel=False)
+
+    async def publish_home(self, client: AsyncWebClient, team: str, user_id: str) -> None:
+        """Render and publish one person's Home tab (failures are logged, not raised)."""
+        user = UserRef(PLATFORM, team, user_id)
+        setting = await self._storage.topics.setting(user)
+        channels = await self._storage.channels.for_creator(PLATFORM, team, user_id)
+        tz, _ = await self._facts(client, team, user_id)
+        view = home_view(setting, channels, default_time=format_time(self._settings.default_post_time),
+                         default_zone=tz or self._settings.default_timezone)
+        try:
+            await client.views_publish(user_id=user_id, view=view)
+        except SlackApiError as exc:
+            log.warning("views.publish failed in workspace %s: %s", team, exc.response.get("error"))
+
+    async def _on_home_opened(self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        await self.publish_home(client, team_of(body), str(event["user"]))
+
+    async def _on_remove_topic(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        ctx = await self._interaction(client, body)
+        await self._core.dispatch(ctx, self._topic_args(cmd.UNSUBSCRIBE, action_value(body)))
+        await self.publish_home(client, ctx.user.workspace, ctx.user.user)
+
+    async def _on_add_topic(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        try:
+            await client.views_open(trigger_id=body["trigger_id"], view=add_topic_modal())
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+
+    async def _on_add_topic_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
+                                      client: AsyncWebClient) -> None:
+        """The Add topic modal: subscribe, or show what is wrong inside the modal."""
+        args = self._topic_args(cmd.SUBSCRIBE, submitted_topic(view))
+        if args.name != cmd.SUBSCRIBE:
+            await ack(response_action="errors", errors={TOPIC_BLOCK: args.problem or "That topic does not work."})
+            return
+        ctx = await self._interaction(client, body)
+        reply = await self._core.dispatch(ctx, args)
+        if reply.is_error:
+            await ack(response_action="errors", errors={TOPIC_BLOCK: " ".join(reply.lines)[:300] or reply.title})
+            return
+        await ack()
+        await self.publish_home(client, ctx.user.workspace, ctx.user.user)
+
+    # --- install and uninstall -------------------------------------------------------------------
+
+    async def _on_installed(self, args: AsyncSuccessArgs) -> BoltResponse:
+        installation = args.installation
+        workspace = installation.team_id or installation.enterprise_id
+        if workspace:
+            await self._storage.workspaces.activate(PLATFORM, workspace, installation.team_name)
+            log.info("Slack workspace %s installed Paperboy", workspace)
+        return await args.default.success(args)
+
+    async def _on_install_failed(self, args: AsyncFailureArgs) -> BoltResponse:
+        log.warning("Slack install failed: %s", args.reason)
+        return await args.default.failure(args)
+
+    async def _forget(self, body: dict[str, Any], reason: str) -> None:
+        """Deactivate the workspace (pausing its posts and alerts) and delete its installation."""
+        team = team_of(body)
+        await self._storage.workspaces.deactivate(PLATFORM, team, reason)
+        if self.installation_store is not None:
+            await self.installation_store.async_delete_all(enterprise_id=body.get("enterprise_id"), team_id=team)
+        log.info("Slack workspace %s deactivated: %s", team, reason)
+
+    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
+        await self._forget(body, "uninstalled")
+
+    async def _on_tokens_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        tokens = event.get("tokens") or {}
+        if tokens.get("bot"):
+            await self._forget(body, "token_revoked")
+        if self.installation_store is not None:
+            for user_id in tokens.get("oauth") or ():
+                await self.installation_store.async_delete_installation(
+                    enterprise_id=body.get("enterprise_id"), team_id=team_of(body), user_id=user_id)

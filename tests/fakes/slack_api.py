@@ -1,0 +1,231 @@
+"""A fake Slack Web API: a real HTTP server on 127.0.0.1 that records every call.
+
+Point slack_sdk at it with ``SLACK_API_URL=<fake.url>`` (``AsyncWebClient(base_url=...)``).
+It answers ``auth.test``, ``chat.postMessage``, ``chat.postEphemeral``,
+``conversations.open``, ``users.info``, ``views.publish``, ``views.open`` and
+``oauth.v2.access``, and serves response URLs (``fake.response_url(key)``) so
+slash-command answers are recorded too. Switches: :meth:`FakeSlackApi.fail`
+answers a method with a Slack error code, :meth:`FakeSlackApi.rate_limit`
+with HTTP 429 and ``Retry-After``. :meth:`FakeSlackApi.wait_for` awaits calls
+without sleeping.
+
+Also here: :func:`signed_headers`, Slack's request signing for tests that
+post events to the app in HTTP mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+BOT_USER = "UBOTPAPERBOY"
+
+
+@dataclass
+class SlackCall:
+    """One request the fake received: method (or ``response:<key>``), its parameters, the bearer token."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None = None
+
+
+@dataclass
+class _Failure:
+    error: str
+    status: int = 200
+    retry_after: float | None = None
+    times: int | None = None          # None = until cleared
+    channel: str | None = None        # only calls to this channel
+
+
+@dataclass
+class FakeSlackApi:
+    """The fake server; ``async with FakeSlackApi() as slack:`` starts and stops it."""
+
+    team_id: str = "T1"
+    tokens: dict[str, str] = field(default_factory=dict)      # token -> team id (empty: accept any)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oauth_team: dict[str, str] = field(default_factory=lambda: {"id": "T2", "name": "Team Two"})
+    oauth_token: str = "xoxb-installed-T2"
+    calls: list[SlackCall] = field(default_factory=list)
+    _failures: dict[str, list[_Failure]] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    _port: int = 0
+    _changed: asyncio.Condition | None = None
+    _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> FakeSlackApi:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/response/{key}", self._response_url)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self._changed = asyncio.Condition()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlackApi:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL (ends with ``/api/``, as slack_sdk expects)."""
+        return f"http://127.0.0.1:{self._port}/api/"
+
+    def response_url(self, key: str = "r1") -> str:
+        return f"http://127.0.0.1:{self._port}/response/{key}"
+
+    # --- switches ------------------------------------------------------------------------
+
+    def fail(self, method: str, error: str, *, times: int | None = None, status: int = 200,
+             channel: str | None = None) -> None:
+        """Answer ``method`` with ``{"ok": false, "error": error}`` (``times`` times, or until cleared)."""
+        self._failures.setdefault(method, []).append(_Failure(error, status=status, times=times, channel=channel))
+
+    def rate_limit(self, method: str, *, retry_after: float = 0, times: int | None = 1) -> None:
+        """Answer ``method`` with HTTP 429 and ``Retry-After``."""
+        self._failures.setdefault(method, []).append(
+            _Failure("ratelimited", status=429, retry_after=retry_after, times=times))
+
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
+    # --- inspection ----------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        return [c for c in self.calls if c.method == method]
+
+    def responses(self, key: str | None = None) -> list[dict[str, Any]]:
+        """Bodies posted to response URLs (all, or those of ``key``)."""
+        return [c.params for c in self.calls
+                if c.method.startswith("response:") and (key is None or c.method == f"response:{key}")]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 10) -> list[SlackCall]:
+        """Wait until ``method`` has been called ``count`` times (``response:<key>`` for response URLs)."""
+        assert self._changed is not None
+
+        def enough() -> bool:
+            return len(self._matching(method)) >= count
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(enough), timeout)
+        return self._matching(method)
+
+    def _matching(self, method: str) -> list[SlackCall]:
+        if method == "response:*":
+            return [c for c in self.calls if c.method.startswith("response:")]
+        return self.calls_to(method)
+
+    async def _record(self, call: SlackCall) -> None:
+        self.calls.append(call)
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _params(request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            raw = await request.text()
+            if request.content_type == "application/json":
+                params.update(json.loads(raw or "{}"))
+            else:
+                params.update(dict(parse_qsl(raw, keep_blank_values=True)))
+        for key in ("blocks", "view", "attachments"):
+            if isinstance(params.get(key), str) and params[key][:1] in "[{":
+                params[key] = json.loads(params[key])
+        return params
+
+    def _failure_for(self, method: str, params: dict[str, Any]) -> _Failure | None:
+        for failure in self._failures.get(method, []):
+            if failure.channel is not None and params.get("channel") != failure.channel:
+                continue
+            if failure.times is not None:
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures[method].remove(failure)
+            return failure
+        return None
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or params.pop("token", None)
+        params.pop("token", None)
+        params.pop("client_secret", None)
+        await self._record(SlackCall(method, params, token))
+
+        failure = self._failure_for(method, params)
+        if failure is not None:
+            headers = {"Retry-After": str(int(failure.retry_after))} if failure.retry_after is not None else {}
+            return web.json_response({"ok": False, "error": failure.error}, status=failure.status, headers=headers)
+        if method != "oauth.v2.access" and self.tokens and token not in self.tokens:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        team = self.tokens.get(token or "", self.team_id)
+        return web.json_response(self._answer(method, params, team))
+
+    def _answer(self, method: str, params: dict[str, Any], team: str) -> dict[str, Any]:
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        if method == "auth.test":
+            return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake", "user": "paperboy",
+                    "team_id": team, "user_id": BOT_USER, "bot_id": "BPAPERBOY", "is_enterprise_install": False}
+        if method == "chat.postMessage":
+            return {"ok": True, "channel": params.get("channel"), "ts": ts,
+                    "message": {"text": params.get("text"), "ts": ts}}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": ts}
+        if method == "conversations.open":
+            user = str(params.get("users") or params.get("user") or "U0").split(",")[0]
+            return {"ok": True, "channel": {"id": f"D{user}"}}
+        if method == "users.info":
+            user_id = str(params.get("user"))
+            user = {"id": user_id, "team_id": team, "name": user_id.lower(), "tz": "Europe/Berlin",
+                    "is_admin": False, "is_owner": False}
+            user.update(self.users.get(user_id, {}))
+            return {"ok": True, "user": user}
+        if method in ("views.publish", "views.open", "views.update"):
+            return {"ok": True, "view": {"id": f"V{next(self._ts)}", **(params.get("view") or {})}}
+        if method == "oauth.v2.access":
+            return {"ok": True, "app_id": "A0PAPERBOY", "authed_user": {"id": "U_INSTALLER"},
+                    "scope": "commands,chat:write,im:write,users:read", "token_type": "bot",
+                    "access_token": self.oauth_token, "bot_user_id": BOT_USER,
+                    "team": dict(self.oauth_team), "enterprise": None, "is_enterprise_install": False}
+        return {"ok": True}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        await self._record(SlackCall(f"response:{request.match_info['key']}", body))
+        return web.Response(text="ok")
+
+
+def signed_headers(signing_secret: str, body: str, *, timestamp: int | None = None,
+                   content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
+    """The headers Slack sends with a request: timestamp and ``v0=`` HMAC signature."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body)
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature, "Content-Type": content_type}
