@@ -24,7 +24,7 @@ REMOVE_TOPIC_ACTION = "paperboy_home_remove"
 ADD_TOPIC_ACTION = "paperboy_home_add"
 ADD_TOPIC_CALLBACK = "paperboy_add_topic"
 
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{1,30}$")
 
 
 def _channel_mention(channel_id: str) -> str:

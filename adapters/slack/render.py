@@ -42,7 +42,7 @@ SHARE_ACTION = "paperboy_share"
 SUBSCRIBE_ACTION = "paperboy_subscribe"
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,30}$")
+_SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{1,30}$")
 
 DEFAULT_FOOTERS = {
     ReplyKind.CHANNEL_DIGEST: "Change the time: /papers channel on HH:MM Area/City · stop it: /papers channel off",

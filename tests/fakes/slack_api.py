@@ -229,3 +229,68 @@ def signed_headers(signing_secret: str, body: str, *, timestamp: int | None = No
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body)
     return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature, "Content-Type": content_type}
+
+
+# --- a paper source for the Slack tests ------------------------------------------------------
+
+
+HOSTILE_TITLE = "<!channel> Generalization & <@U123> beyond <b>benchmarks</b>"
+
+
+def tiny_papers() -> list[dict[str, Any]]:
+    """A few papers in the Hugging Face API's shape (``paper`` nested), one with a hostile title."""
+    base = [
+        ("2511.00001", "On the Generalization Mystery in Deep Learning", 120),
+        ("2511.00002", HOSTILE_TITLE, 80),
+        ("2511.00003", "Compositional Generalization in Transformers", 40),
+        ("2511.00004", "Scaling Laws for Chat Models", 300),
+    ]
+    return [{"paper": {"id": pid, "title": title, "upvotes": votes, "publishedAt": "2026-11-20T08:00:00.000Z",
+                       "summary": f"We study {title.lower()}. " + "More words. " * 20,
+                       "authors": [{"name": "Ada Lovelace"}, {"name": "<!here> Bob"}]},
+             "publishedAt": "2026-11-20T08:00:00.000Z"} for pid, title, votes in base]
+
+
+@dataclass
+class TinyHuggingFace:
+    """Just enough of the Hugging Face papers API (search, daily feed) on 127.0.0.1.
+
+    ``hold`` (an :class:`asyncio.Event`), when set, makes search wait for it, so
+    a test can prove a slash command is acknowledged before the papers arrive.
+    """
+
+    items: list[dict[str, Any]] = field(default_factory=tiny_papers)
+    hold: asyncio.Event | None = None
+    searches: list[str] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    _port: int = 0
+
+    async def start(self) -> TinyHuggingFace:
+        app = web.Application()
+        app.router.add_get("/api/papers/search", self._search)
+        app.router.add_get("/api/daily_papers", self._daily)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    async def _search(self, request: web.Request) -> web.Response:
+        self.searches.append(request.query.get("q", ""))
+        if self.hold is not None:
+            await self.hold.wait()
+        words = request.query.get("q", "").casefold().split()
+        found = [i for i in self.items if any(w in i["paper"]["title"].casefold() for w in words)]
+        return web.json_response(found)
+
+    async def _daily(self, request: web.Request) -> web.Response:
+        return web.json_response(self.items)
