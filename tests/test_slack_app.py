@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 import pytest
@@ -246,17 +246,15 @@ async def test_admins_only_channel_settings(start_slack: StartSlack, slack: Fake
     assert allowed["blocks"][0]["text"]["text"] == "Daily post on"
 
 
-async def test_socket_mode_payloads_go_through_the_same_handlers(start_slack: StartSlack, slack: FakeSlackApi,
-                                                                 hf: TinyHuggingFace, sqlite_url: str) -> None:
+async def test_socket_mode_payloads_go_through_the_same_handlers(slack: FakeSlackApi, hf: TinyHuggingFace,
+                                                                 sqlite_url: str) -> None:
     settings = make_settings(DATABASE_URL=sqlite_url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False,
                              SLACK_API_URL=slack.url, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN="xapp-1-test")
     app = await asyncio.to_thread(build_app, settings)
     try:
         adapter = SlackAdapter(settings, app.core, app.storage)   # not started: no WebSocket in this test
         assert adapter.socket_mode and not adapter.serves_http
-        payload = dict(item.split("=", 1) for item in slash_body("generalization", slack).split("&"))
-        from urllib.parse import unquote_plus
-        payload = {k: unquote_plus(v) for k, v in payload.items()}
+        payload = dict(parse_qsl(slash_body("generalization", slack)))
         response = await adapter.app.async_dispatch(AsyncBoltRequest(body=payload, mode="socket_mode"))
         assert response.status == 200
         answer = (await slack.wait_for("response:r1"))[0].params
@@ -492,3 +490,27 @@ def test_http_mode_requires_a_signing_secret(sqlite_url: str) -> None:
     settings = make_settings(DATABASE_URL=sqlite_url, SLACK_BOT_TOKEN=BOT_TOKEN)
     with pytest.raises(ValueError, match="SLACK_SIGNING_SECRET"):
         SlackAdapter(settings, core=None, storage=None)  # type: ignore[arg-type]
+
+
+async def test_socket_mode_connects_and_answers_a_slash_command_over_the_websocket(
+        slack: FakeSlackApi, hf: TinyHuggingFace, sqlite_url: str) -> None:
+    settings = make_settings(DATABASE_URL=sqlite_url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False,
+                             SLACK_API_URL=slack.url, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN="xapp-1-socket")
+    app = await asyncio.to_thread(build_app, settings)
+    adapter = SlackAdapter(settings, app.core, app.storage)
+    try:
+        await adapter.start()
+        assert adapter.http_port is None                     # no HTTP server in Socket Mode
+        opened = slack.calls_to("apps.connections.open")
+        assert len(opened) == 1 and opened[0].token == "xapp-1-socket"
+        await slack.wait_for("socket:connect")
+        payload = dict(parse_qsl(slash_body("generalization", slack, key="ws")))
+        await slack.socket_send({"envelope_id": "env-1", "type": "slash_commands", "payload": payload,
+                                 "accepts_response_payload": True})
+        ack = (await slack.wait_for("socket:ack"))[0].params
+        assert ack["envelope_id"] == "env-1"
+        answer = (await slack.wait_for("response:ws"))[0].params
+        assert answer["blocks"][0]["text"]["text"] == "Papers on “generalization”"
+    finally:
+        await adapter.stop()
+        await app.close()

@@ -62,6 +62,7 @@ class FakeSlackApi:
     _port: int = 0
     _changed: asyncio.Condition | None = None
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -70,6 +71,7 @@ class FakeSlackApi:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response_url)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -79,6 +81,8 @@ class FakeSlackApi:
         return self
 
     async def stop(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -202,6 +206,8 @@ class FakeSlackApi:
         if method == "conversations.open":
             user = str(params.get("users") or params.get("user") or "U0").split(",")[0]
             return {"ok": True, "channel": {"id": f"D{user}"}}
+        if method == "apps.connections.open":
+            return {"ok": True, "url": f"ws://127.0.0.1:{self._port}/socket"}
         if method == "users.info":
             user_id = str(params.get("user"))
             user = {"id": user_id, "team_id": team, "name": user_id.lower(), "tz": "Europe/Berlin",
@@ -216,6 +222,27 @@ class FakeSlackApi:
                     "access_token": self.oauth_token, "bot_user_id": BOT_USER,
                     "team": dict(self.oauth_team), "enterprise": None, "is_enterprise_install": False}
         return {"ok": True}
+
+    async def socket_send(self, envelope: dict[str, Any]) -> None:
+        """Push a Socket Mode envelope to the connected app (its ack is recorded as ``socket:ack``)."""
+        assert self._sockets, "no Socket Mode connection"
+        await self._sockets[-1].send_str(json.dumps(envelope))
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, then record every acknowledgement the app sends back."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_str(json.dumps({"type": "hello", "num_connections": 1,
+                                          "connection_info": {"app_id": "A0PAPERBOY"}}))
+        await self._record(SlackCall("socket:connect", {}))
+        try:
+            async for message in socket:
+                if message.type == web.WSMsgType.TEXT:
+                    await self._record(SlackCall("socket:ack", json.loads(message.data)))
+        finally:
+            self._sockets.remove(socket)
+        return socket
 
     async def _response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
