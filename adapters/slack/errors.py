@@ -64,8 +64,3 @@ def send_error(code: str, *, status: int | None = None, headers: Mapping[str, An
             retry_after = DEFAULT_RETRY_AFTER
     return SendError(kind, code or (f"http_{status}" if status else "unknown_error"), retry_after=retry_after)
 
-
-def not_in_channel_hint(channel_id: str) -> str:
-    """What to tell whoever set up a channel's post when the bot was removed from it."""
-    return (f"Paperboy could not post the daily papers in <#{channel_id}> because it is not a member. "
-            "Invite it with /invite @Paperboy in that channel, then run /papers channel on there.")
