@@ -244,3 +244,12 @@ def test_shared_by_credits_a_real_user_id_only() -> None:
     assert shared["blocks"][-1]["elements"][0]["text"] == "Shared by <@U0ABC123>"
     forged = render_message(search_reply([ranked(1)]), interactive=False, shared_by="<!channel>")
     assert_nothing_pings(forged)
+
+
+def test_empty_strings_never_make_empty_text_objects() -> None:
+    reply = Reply(kind=ReplyKind.SEARCH, title="  ", topic="t", lines=("", "  "), items=("",), footer=" ",
+                  sections=(Section(papers=(ranked(1, title="", summary="", authors=(), terms=()),)),))
+    message = render_message(reply)
+    assert_within_limits(message)
+    assert all(text.strip() for text in iter_texts(message["blocks"]))
+    assert message["text"].strip()

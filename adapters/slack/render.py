@@ -237,7 +237,7 @@ def fallback_text(reply: Reply) -> str:
         parts.append("; ".join(f"{p.rank or i + 1}. {clean_line(p.paper.title)}" for i, p in enumerate(papers[:5])))
     elif reply.lines:
         parts.append(clean_line(reply.lines[0]))
-    return escape_fit(" — ".join(parts), MAX_FALLBACK_TEXT)
+    return escape_fit(" — ".join(p for p in parts if p), MAX_FALLBACK_TEXT) or "Paperboy"
 
 
 def _action_buttons(reply: Reply) -> dict[str, Any] | None:
@@ -255,7 +255,7 @@ def _footer_texts(reply: Reply, shared_by: str | None) -> list[str]:
     if shared_by and _SLACK_ID.match(shared_by):
         texts.append(f"Shared by <@{shared_by}>")
     footer = reply.footer or DEFAULT_FOOTERS.get(reply.kind)
-    if footer:
+    if footer and footer.strip():
         texts.append(escape_fit(footer, FOOTER_LIMIT))
     return texts
 
@@ -311,14 +311,13 @@ def render_message(reply: Reply, *, interactive: bool = True, shared_by: str | N
     if reply.kind is ReplyKind.ERROR:
         budget.add(section_block(f":warning: *{escape_fit(reply.title, 300)}*"))
     else:
-        budget.add(header_block(reply.title))
+        budget.add(header_block(reply.title if reply.title.strip() else "Paperboy"))
     if reply.notices:
         budget.add(context_block(*(f":information_source: {escape_fit(n, NOTICE_LIMIT)}"
-                                   for n in reply.notices[:MAX_NOTICES])))
-    if reply.lines:
-        budget.add(section_block(_lines_text(reply.lines)))
-    if reply.items:
-        budget.add(section_block(_items_text(reply.items)))
+                                   for n in reply.notices[:MAX_NOTICES])))  # never empty: the emoji prefix
+    for text in (_lines_text(reply.lines), _items_text(reply.items)):
+        if text.strip():             # Slack rejects empty text objects
+            budget.add(section_block(text))
 
     tail: list[dict[str, Any]] = []
     actions = _action_buttons(reply) if interactive else None
