@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Protocol
 
+from cachetools import TTLCache
+
 from bot.hf_client import SourceUnavailable
 from bot.models import Paper
 from storage.repositories import PaperStore
@@ -70,12 +72,16 @@ class PaperService:
 
     def __init__(self, source: PaperSource, store: PaperStore, *,
                  sample: Callable[[], list[Paper]] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 store_every_seconds: float = 600) -> None:
         self._source = source
         self._store = store
         self._sample = sample
         self._clock = clock
         self._down_until: datetime | None = None
+        # Searches answered from the client's cache return the same papers: store them once a while,
+        # not on every command (keeps warm answers off the database's write lock).
+        self._recently_stored: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=store_every_seconds)
 
     def _upstream_down(self) -> bool:
         """True while a recent outage says not to wait on upstream again yet."""
@@ -100,7 +106,9 @@ class PaperService:
                 return PaperBatch(stored, Origin.STORED, as_of=as_of)
             return self._sample_batch()
         self._down_until = None
-        await self._store.save(papers, fetched_at=self._clock())
+        if topic not in self._recently_stored:
+            await self._store.save(papers, fetched_at=self._clock())
+            self._recently_stored[topic] = True
         return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
 
     async def daily(self, day: date | None = None) -> PaperBatch:
@@ -113,7 +121,10 @@ class PaperService:
                 candidate = today - timedelta(days=back)
                 papers = await self._source.daily_papers(day=candidate, sort="trending", limit=100)
                 if papers:
-                    await self._store.save_feed(candidate, papers, fetched_at=self._clock())
+                    key = f"feed:{candidate.isoformat()}"
+                    if key not in self._recently_stored:
+                        await self._store.save_feed(candidate, papers, fetched_at=self._clock())
+                        self._recently_stored[key] = True
                     return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
             return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
         except SourceUnavailable as exc:

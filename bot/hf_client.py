@@ -1,0 +1,291 @@
+"""A thin async client for the Hugging Face papers API, over httpx.
+
+Endpoints (in Hugging Face's exact JSON shapes):
+
+- ``GET /api/daily_papers`` (``date``, ``sort``, ``p``, ``limit``): a list of
+  items, each nesting the paper under ``paper``;
+- ``GET /api/papers/search`` (``q``, ``limit``): the same item shape;
+- ``GET /api/papers/{arxiv_id}``: the paper object itself.
+
+Optional fields (``ai_summary``, ``ai_keywords``, ``githubRepo``,
+``githubStars``, ``projectPage``, ``organization``) are often missing or null;
+unknown fields are ignored and a malformed item is skipped, not fatal.
+
+The client retries transport errors, time-outs, 5xx and 429 with exponential
+backoff (honouring ``Retry-After`` and ``RateLimit`` headers), caches answers
+(daily lists for minutes, searches for an hour) and collapses concurrent
+identical requests into one upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import httpx
+from cachetools import TTLCache
+
+from bot.models import Paper
+from bot.text import clean_line
+
+log = logging.getLogger(__name__)
+
+_RATE_LIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
+CacheKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class SourceUnavailable(Exception):
+    """Upstream could not be reached, or answered garbage, after the allowed retries."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("paperboy")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _text(value: Any) -> str:
+    return clean_line(value) if isinstance(value, str) else ""
+
+
+def _optional_text(value: Any) -> str | None:
+    text = _text(value)
+    return text or None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    return None
+
+
+def _organization(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return _optional_text(value.get("fullname")) or _optional_text(value.get("name"))
+    return None
+
+
+def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Paper:
+    """A :class:`Paper` from a daily/search item (paper nested under ``paper``) or a bare paper.
+
+    Raises ``ValueError`` when the item has no usable id or title.
+    """
+    if not isinstance(item, Mapping):
+        raise ValueError("item is not an object")
+    nested = item.get("paper")
+    paper = nested if isinstance(nested, Mapping) else item
+    paper_id = paper.get("id")
+    title = _text(paper.get("title")) or _text(item.get("title"))
+    if not isinstance(paper_id, str) or not paper_id.strip() or not title:
+        raise ValueError("item has no id or title")
+    authors = tuple(
+        name for name in (_text(a.get("name")) for a in paper.get("authors") or () if isinstance(a, Mapping)) if name
+    )
+    keywords = tuple(k for k in (_text(k) for k in paper.get("ai_keywords") or () if isinstance(k, str)) if k)
+    upvotes = _int(paper.get("upvotes"))
+    return Paper(
+        paper_id=paper_id.strip(),
+        title=title,
+        summary=_text(paper.get("summary")) or _text(item.get("summary")),
+        authors=authors,
+        author_count=len(authors),
+        published_at=_parse_datetime(paper.get("publishedAt")) or _parse_datetime(item.get("publishedAt")),
+        upvotes=max(0, upvotes or 0),
+        ai_summary=_optional_text(paper.get("ai_summary")),
+        ai_keywords=keywords,
+        github_repo=_optional_text(paper.get("githubRepo")),
+        github_stars=_int(paper.get("githubStars")),
+        project_page=_optional_text(paper.get("projectPage")),
+        organization=_organization(paper.get("organization")) or _organization(item.get("organization")),
+        feed_date=feed_date,
+    )
+
+
+def _parse_items(payload: Any, *, feed_date: date | None = None) -> list[Paper]:
+    if not isinstance(payload, list):
+        raise SourceUnavailable("expected a JSON list")
+    papers = []
+    for item in payload:
+        try:
+            papers.append(parse_paper(item, feed_date=feed_date))
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.debug("skipping a malformed paper item: %s", exc)
+    return papers
+
+
+def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
+    """The wait a 429/503 asks for: ``Retry-After`` (seconds or HTTP date) or ``RateLimit`` ``t=``."""
+    value = headers.get("retry-after")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            now = now or datetime.now(timezone.utc)
+            return max(0.0, (when - now).total_seconds())
+    for name in ("ratelimit", "ratelimit-reset", "x-ratelimit-reset"):
+        value = headers.get(name)
+        if not value:
+            continue
+        match = _RATE_LIMIT_RESET.search(value)
+        if match:
+            return float(match.group(1))
+        if value.strip().isdigit() and name != "x-ratelimit-reset":
+            return float(value.strip())
+    return None
+
+
+class HuggingFaceClient:
+    """Daily papers, search and single papers from the Hugging Face API."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, retries: int = 3,
+                 daily_ttl: float = 300, search_ttl: float = 3600, token: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 max_backoff: float = 30.0, cache_size: int = 2048) -> None:
+        headers = {"User-Agent": f"paperboy/{_version()}", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            follow_redirects=True,
+        )
+        self._retries = max(0, retries)
+        self._sleep = sleep
+        self._max_backoff = max_backoff
+        self._daily_cache: TTLCache[CacheKey, Any] = TTLCache(cache_size, daily_ttl, timer=clock)
+        self._search_cache: TTLCache[CacheKey, Any] = TTLCache(cache_size, search_ttl, timer=clock)
+        self._in_flight: dict[CacheKey, asyncio.Future[Any]] = {}
+        self.upstream_calls = 0
+
+    async def __aenter__(self) -> HuggingFaceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- public API ---------------------------------------------------------------------
+
+    async def daily_papers(self, *, day: date | None = None, sort: str = "trending", limit: int = 100,
+                           page: int = 0) -> list[Paper]:
+        """One page of the daily feed of ``day`` (latest when None), sorted by ``sort``."""
+        params = {"sort": sort, "limit": str(max(1, min(limit, 100))), "p": str(max(0, page))}
+        if day is not None:
+            params["date"] = day.isoformat()
+        payload = await self._get("/api/daily_papers", params, self._daily_cache)
+        return _parse_items(payload, feed_date=day)
+
+    async def search(self, query: str, *, limit: int = 50) -> list[Paper]:
+        """Papers the Hugging Face search finds for ``query`` (its order)."""
+        params = {"q": query, "limit": str(max(1, min(limit, 120)))}
+        return _parse_items(await self._get("/api/papers/search", params, self._search_cache))
+
+    async def paper(self, arxiv_id: str) -> Paper | None:
+        """One paper by arXiv id, or None when Hugging Face does not know it."""
+        if not re.fullmatch(r"[A-Za-z0-9._/-]{4,64}", arxiv_id):
+            return None
+        payload = await self._get(f"/api/papers/{arxiv_id}", {}, self._search_cache, missing_ok=True)
+        if payload is None:
+            return None
+        try:
+            return parse_paper(payload)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise SourceUnavailable(f"malformed paper {arxiv_id}") from exc
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _get(self, path: str, params: dict[str, str], cache: TTLCache[CacheKey, Any], *,
+                   missing_ok: bool = False) -> Any:
+        """Cached, single-flight GET returning parsed JSON (None for a 404 when ``missing_ok``)."""
+        key: CacheKey = (path, tuple(sorted(params.items())))
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        running = self._in_flight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            payload = await self._fetch(path, params, missing_ok=missing_ok)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters re-raise it, nobody else must log it
+            raise
+        else:
+            cache[key] = payload
+            future.set_result(payload)
+            return payload
+        finally:
+            self._in_flight.pop(key, None)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._max_backoff, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)
+
+    async def _fetch(self, path: str, params: dict[str, str], *, missing_ok: bool) -> Any:
+        last_problem = "no attempt made"
+        for attempt in range(self._retries + 1):
+            wait: float | None = None
+            try:
+                self.upstream_calls += 1
+                response = await self._http.get(path, params=params)
+            except httpx.TimeoutException:
+                last_problem = f"timed out ({path})"
+            except httpx.TransportError as exc:
+                last_problem = f"{type(exc).__name__} ({path})"
+            else:
+                status = response.status_code
+                if status == 404 and missing_ok:
+                    return None
+                if status == 429 or status >= 500:
+                    last_problem = f"HTTP {status} ({path})"
+                    wait = retry_after_seconds(response.headers)
+                elif status >= 400:
+                    raise SourceUnavailable(f"HTTP {status} ({path})")
+                else:
+                    try:
+                        return response.json()
+                    except ValueError as exc:
+                        raise SourceUnavailable(f"malformed JSON ({path})") from exc
+            if attempt == self._retries:
+                break
+            delay = min(self._max_backoff, wait) if wait is not None else self._backoff(attempt)
+            log.info("Hugging Face %s; retrying in %.1fs (attempt %d of %d)", last_problem, delay,
+                     attempt + 1, self._retries)
+            await self._sleep(delay)
+        raise SourceUnavailable(last_problem)

@@ -1,0 +1,212 @@
+"""A fake Hugging Face papers API: a real HTTP server on 127.0.0.1 in a background thread.
+
+It serves the exact JSON shapes of ``/api/daily_papers``, ``/api/papers/search``
+and ``/api/papers/{id}``, records every request, and can be told to answer
+slowly, fail with a status (500, 429 with ``Retry-After``), or send malformed
+JSON. Usable from sync tests, async tests and benchmarks alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+
+from bot.sample import sample_records
+
+FAKE_TODAY = date(2026, 11, 20)
+
+
+def _iso(day: date) -> str:
+    return datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc).isoformat().replace("+00:00", ".000Z")
+
+
+def seed_papers() -> list[dict[str, Any]]:
+    """HF-shaped paper objects built from the seeds (ids are synthetic: fixtures only).
+
+    Every fourth paper has an AI summary and keywords, every fifth a GitHub repo
+    with stars, every seventh a project page and an organization; the rest leave
+    those fields out, as the real API often does.
+    """
+    papers = []
+    for index, record in enumerate(sample_records()):
+        count = max(1, record["author_count"])
+        published = record["published_at"] or "2025-06-01"
+        paper: dict[str, Any] = {
+            "id": f"2501.{index + 1:05d}",
+            "title": record["title"],
+            "summary": record["summary"],
+            "authors": [{"_id": f"a{index}-{n}", "name": f"Author {n + 1}", "hidden": False} for n in range(count)],
+            "publishedAt": published + "T00:00:00.000Z",
+            "upvotes": record["upvotes"],
+            "discussionId": f"d{index}",
+        }
+        if index % 4 == 0:
+            first = record["summary"].split(". ")[0]
+            paper["ai_summary"] = f"AI summary: {first[:160]}"
+            paper["ai_keywords"] = [w for w in record["title"].split()[:4] if len(w) > 3]
+        if index % 5 == 0:
+            paper["githubRepo"] = f"https://github.com/example/repo{index}"
+            paper["githubStars"] = index * 7
+        if index % 7 == 0:
+            paper["projectPage"] = f"https://project{index}.example.org"
+            paper["organization"] = {"_id": "o1", "name": "example-lab", "fullname": "Example Lab"}
+        papers.append(paper)
+    return papers
+
+
+def daily_item(paper: dict[str, Any], day: date) -> dict[str, Any]:
+    """A daily-papers item: the paper nested under ``paper`` plus the submission's own fields."""
+    return {
+        "paper": paper,
+        "publishedAt": _iso(day),
+        "title": paper["title"],
+        "summary": paper.get("summary", ""),
+        "thumbnail": f"https://cdn.example/thumbs/{paper['id']}.png",
+        "numComments": 2,
+        "submittedBy": {"_id": "u1", "user": "akhaliq", "fullname": "AK", "type": "user"},
+        "isAuthorParticipating": False,
+    }
+
+
+def search_item(paper: dict[str, Any]) -> dict[str, Any]:
+    return {"paper": paper, "title": paper["title"], "summary": paper.get("summary", ""),
+            "publishedAt": paper.get("publishedAt"), "numComments": 0}
+
+
+def default_daily(papers: list[dict[str, Any]], *, today: date = FAKE_TODAY, per_day: int = 20,
+                  days: int = 3) -> dict[str, list[dict[str, Any]]]:
+    """``days`` weekdays of feed ending ``today``, ``per_day`` papers each, best-voted first."""
+    feed: dict[str, list[dict[str, Any]]] = {}
+    ordered = sorted(papers, key=lambda p: -p.get("upvotes", 0))
+    for n in range(days):
+        day = today - timedelta(days=n)
+        feed[day.isoformat()] = ordered[n * per_day:(n + 1) * per_day]
+    return feed
+
+
+class FakeHuggingFace:
+    """The fake API server. ``with FakeHuggingFace(papers) as fake: fake.url``."""
+
+    def __init__(self, papers: list[dict[str, Any]] | None = None, *,
+                 daily: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.papers = papers if papers is not None else seed_papers()
+        self.daily = daily if daily is not None else default_daily(self.papers)
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.delay = 0.0
+        self._failures: deque[tuple[int, dict[str, str], str | None]] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.url = ""
+
+    # --- control ------------------------------------------------------------------------
+
+    def fail_next(self, status: int, *, times: int = 1, headers: dict[str, str] | None = None,
+                  body: str | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (and ``body``, e.g. malformed JSON)."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append((status, headers or {}, body))
+
+    def count(self, path_suffix: str) -> int:
+        """How many requests hit a path ending with ``path_suffix``."""
+        return sum(1 for path, _ in list(self.requests) if path.endswith(path_suffix))
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> FakeHuggingFace:
+        self._thread = threading.Thread(target=self._serve, name="fake-hf", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake Hugging Face server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            future.result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeHuggingFace:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        app = web.Application()
+        app.router.add_get("/api/daily_papers", self._daily)
+        app.router.add_get("/api/papers/search", self._search)
+        app.router.add_get("/api/papers/{paper_id:.+}", self._paper)
+        self._runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
+        loop.run_until_complete(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def _prelude(self, request: web.Request) -> web.Response | None:
+        with self._lock:
+            self.requests.append((request.path, dict(request.query)))
+            failure = self._failures.popleft() if self._failures else None
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if failure is None:
+            return None
+        status, headers, body = failure
+        if body is not None:
+            return web.Response(status=status, headers=headers, text=body, content_type="application/json")
+        return web.json_response({"error": f"fake failure {status}"}, status=status, headers=headers)
+
+    async def _daily(self, request: web.Request) -> web.Response:
+        if (failure := await self._prelude(request)) is not None:
+            return failure
+        day = request.query.get("date") or (max(self.daily) if self.daily else "")
+        papers = list(self.daily.get(day, []))
+        if request.query.get("sort", "publishedAt") == "trending":
+            papers.sort(key=lambda p: -p.get("upvotes", 0))
+        limit = min(100, int(request.query.get("limit", "50")))
+        page = int(request.query.get("p", "0"))
+        chosen = papers[page * limit:(page + 1) * limit]
+        day_value = date.fromisoformat(day) if day else FAKE_TODAY
+        return web.json_response([daily_item(p, day_value) for p in chosen])
+
+    async def _search(self, request: web.Request) -> web.Response:
+        if (failure := await self._prelude(request)) is not None:
+            return failure
+        words = [w for w in request.query.get("q", "").casefold().split() if w]
+        limit = min(120, int(request.query.get("limit", "20")))
+        scored = []
+        for paper in self.papers:
+            text = f"{paper['title']} {paper.get('summary', '')}".casefold()
+            hits = sum(1 for w in words if w in text)
+            if hits:
+                scored.append((hits, paper.get("upvotes", 0), paper))
+        scored.sort(key=lambda t: (-t[0], -t[1]))
+        return web.json_response([search_item(p) for _, _, p in scored[:limit]])
+
+    async def _paper(self, request: web.Request) -> web.Response:
+        if (failure := await self._prelude(request)) is not None:
+            return failure
+        wanted = request.match_info["paper_id"]
+        for paper in self.papers:
+            if paper["id"] == wanted:
+                return web.json_response(paper)
+        return web.json_response({"error": "Paper not found"}, status=404)

@@ -1,0 +1,121 @@
+"""The paperboy command end to end, as separate processes, against a fake Hugging Face API."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.hf_api import FakeHuggingFace, seed_papers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paperboy(*args: str, cwd: Path, env: dict[str, str], stdin: str | None = None,
+             timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script's entry point in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def fake_hf() -> Iterator[FakeHuggingFace]:
+    with FakeHuggingFace(seed_papers()) as fake:
+        yield fake
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: no platform tokens, a database in the test's directory."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "PAPERBOY_", "DATABASE_"))}
+    keep["PYTHONPATH"] = str(ROOT)
+    keep["DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    keep["PAPERBOY_HF_RETRIES"] = "0"
+    return keep
+
+
+def test_ask_answers_from_the_configured_api_in_any_directory(fake_hf: FakeHuggingFace, env: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    result = paperboy("ask", "/papers generalization", cwd=elsewhere, env={**env, "PAPERBOY_HF_URL": fake_hf.url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# Papers on “generalization”")
+    assert "Why: generalization (title)" in result.stdout
+    assert "https://arxiv.org/abs/" in result.stdout
+    assert "Offline sample" not in result.stdout
+    assert any(path.endswith("/api/papers/search") for path, _ in fake_hf.requests)
+    assert "Traceback" not in result.stderr
+
+
+def test_ask_offline_answers_from_the_labelled_sample(env: dict[str, str], tmp_path: Path) -> None:
+    result = paperboy("ask", "generalization", cwd=tmp_path, env={**env, "PAPERBOY_HF_URL": _closed_port_url()})
+    assert result.returncode == 0, result.stderr
+    assert "Offline sample" in result.stdout
+    assert "https://huggingface.co/papers?q=" in result.stdout
+    assert "arxiv.org" not in result.stdout
+
+
+def test_ask_bad_input_exits_cleanly_with_help(fake_hf: FakeHuggingFace, env: dict[str, str], tmp_path: Path) -> None:
+    result = paperboy("ask", "channel on 27:00", cwd=tmp_path, env={**env, "PAPERBOY_HF_URL": fake_hf.url})
+    assert result.returncode == 0
+    assert "hours run 00-23" in result.stdout and "/papers subscribe" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_console_session_keeps_subscriptions_between_runs(fake_hf: FakeHuggingFace, env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    env = {**env, "PAPERBOY_HF_URL": fake_hf.url}
+    first = paperboy("console", cwd=tmp_path, env=env,
+                     stdin="/papers subscribe Diffusion  Models\nsubscribe generalization\nquit\n")
+    assert first.returncode == 0, first.stderr
+    assert "Subscribed to “diffusion models”" in first.stdout
+    second = paperboy("ask", "subscriptions", cwd=tmp_path, env=env)
+    assert "• diffusion models" in second.stdout and "• generalization" in second.stdout
+
+
+def test_db_upgrade_and_bad_configuration(env: dict[str, str], tmp_path: Path) -> None:
+    assert "up to date" in paperboy("db", "upgrade", cwd=tmp_path, env=env).stdout
+    bad = paperboy("ask", "today", cwd=tmp_path, env={**env, "PAPERBOY_DEFAULT_TIMEZONE": "Mars/Olympus"})
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_secrets_never_reach_the_output(fake_hf: FakeHuggingFace, env: dict[str, str], tmp_path: Path) -> None:
+    secret = "hf_" + "S3cr3tT0kenValue" * 2
+    env = {**env, "PAPERBOY_HF_URL": fake_hf.url, "PAPERBOY_HF_TOKEN": secret, "PAPERBOY_LOG_LEVEL": "DEBUG"}
+    result = paperboy("ask", "generalization", cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    assert secret not in result.stdout + result.stderr
+
+
+def test_preview_text_matches_ask(fake_hf: FakeHuggingFace, env: dict[str, str], tmp_path: Path) -> None:
+    env = {**env, "PAPERBOY_HF_URL": fake_hf.url}
+    preview = paperboy("preview", "--platform", "text", "/papers generalization", cwd=tmp_path, env=env)
+    ask = paperboy("ask", "/papers generalization", cwd=tmp_path, env=env)
+    assert preview.stdout == ask.stdout
+
+
+@pytest.mark.parametrize("platform", ["slack", "discord"])
+def test_preview_prints_json_bodies(fake_hf: FakeHuggingFace, env: dict[str, str], tmp_path: Path,
+                                    platform: str) -> None:
+    result = paperboy("preview", "--platform", platform, "/papers generalization", cwd=tmp_path,
+                      env={**env, "PAPERBOY_HF_URL": fake_hf.url})
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    if platform == "slack":
+        assert body["text"] and body["blocks"]
+    else:
+        assert body["embeds"] and body["allowed_mentions"] == {"parse": []}
