@@ -33,6 +33,9 @@ CLIENT_SECRET = "client-secret-NEVER-LOG-ME"
 INSTALLED_TOKEN = "xoxb-installed-T2"
 TEAM = "T2"
 
+# slack_sdk 3.x sends the OAuth client credentials with aiohttp's BasicAuth, which aiohttp 3.14 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+
 
 def test_migration_creates_exactly_the_tables_slack_sdk_builds(db_url: str) -> None:
     from storage.db import upgrade_database
