@@ -1,0 +1,281 @@
+"""Fan-out benchmark: 10,000 channel posts and 50,000 personal alerts due at once.
+
+A fake platform API (its own process, 127.0.0.1) accepts at most ``--rate``
+messages per second and answers 429 + ``Retry-After`` beyond it. One delivery
+pass sends everything through :class:`adapters.fake.HttpPlatformAdapter`
+(httpx). Printed: wall time, the bound N/R and their ratio, delivered, lost,
+duplicated, upstream paper-source calls, peak RSS of the delivering process,
+and the topic-matching time for 100,000 topics against 500 papers.
+
+    python benchmarks/fanout.py [--channels 10000] [--people 50000] [--rate 500] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from adapters.fake import HttpPlatformAdapter  # noqa: E402
+from bot.app import build_app  # noqa: E402
+from bot.matching import TopicIndex  # noqa: E402
+from bot.models import Paper  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from scheduler.delivery import run_delivery_pass  # noqa: E402
+from tests.delivery_support import set_feed  # noqa: E402
+from tests.fakes.hf_api import FakeHuggingFace, seed_papers  # noqa: E402
+
+DUE = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+
+# What people follow: research areas as they type them, most popular first.
+TOPICS = """large language models; reinforcement learning; diffusion models; generalization; retrieval augmented generation;
+vision transformers; multimodal learning; in-context learning; instruction tuning; reasoning; agents; code generation;
+mixture of experts; quantization; knowledge distillation; federated learning; graph neural networks;
+contrastive learning; self-supervised learning; speech recognition; text to speech; video generation;
+image generation; 3d reconstruction; neural radiance fields; gaussian splatting; robotics; embodied agents;
+world models; scaling laws; alignment; rlhf; preference optimization; hallucination; interpretability;
+mechanistic interpretability; adversarial robustness; out-of-distribution generalization; domain adaptation;
+continual learning; meta-learning; few-shot learning; zero-shot learning; transfer learning; benchmarks;
+evaluation; data contamination; synthetic data; data augmentation; tokenization; long context; state space models;
+mamba; sparse attention; efficient transformers; model compression; pruning; low-rank adaptation;
+parameter-efficient fine-tuning; prompt engineering; chain of thought; mathematical reasoning; theorem proving;
+program synthesis; question answering; machine translation; summarization; information retrieval; recommendation;
+time series forecasting; anomaly detection; medical imaging; protein structure prediction; drug discovery;
+molecular generation; weather forecasting; autonomous driving; object detection; semantic segmentation;
+pose estimation; optical flow; image restoration; super resolution; point clouds; audio generation;
+music generation; multilingual models; low-resource languages; fairness; privacy; differential privacy;
+uncertainty estimation; calibration; bayesian deep learning; causal inference; optimization; optimizers;
+learning rate schedules; neural architecture search; compositional generalization; systematic generalization;
+graph transformers; knowledge graphs; tool use; web agents; multi-agent systems; game playing; planning;
+vision language models; visual question answering; image captioning; document understanding; ocr;
+table understanding; speech translation; emotion recognition; sign language; hyperspectral imaging; remote sensing"""
+TOPIC_LIST = [t.strip() for t in TOPICS.replace("\n", " ").split(";") if t.strip()]
+
+
+def pick_topics(rng: random.Random, count: int) -> list[str]:
+    """Topics drawn with a Zipf-like popularity (a few areas are followed by many people)."""
+    weights = [1 / (rank + 1) ** 0.8 for rank in range(len(TOPIC_LIST))]
+    return list(dict.fromkeys(rng.choices(TOPIC_LIST, weights=weights, k=count)))
+
+
+def seed_database(path: str, channels: int, people: int, rng: random.Random) -> None:
+    """Insert the subscriptions with the sqlite3 module in chunks (constant memory)."""
+    now = (DUE - timedelta(days=1)).isoformat(sep=" ")
+    due = DUE.isoformat(sep=" ")
+    conn = sqlite3.connect(path)
+    conn.executemany(
+        "INSERT INTO channel_subscriptions (platform, workspace_id, channel_id, created_by, post_time, timezone, "
+        "top_n, post_when_empty, enabled, next_due_at, created_at, updated_at) "
+        "VALUES ('slack', ?, ?, 'U0', '09:00', 'UTC', 10, 0, 1, ?, ?, ?)",
+        ((f"T{i % 200}", f"C{i}", due, now, now) for i in range(channels)))
+    conn.executemany(
+        "INSERT INTO user_profiles (id, platform, workspace_id, user_id, alert_time, timezone, alerts_enabled, "
+        "next_due_at, created_at, updated_at) VALUES (?, 'slack', ?, ?, NULL, NULL, 1, ?, ?, ?)",
+        ((i + 1, f"T{i % 200}", f"U{i}", due, now, now) for i in range(people)))
+    conn.executemany(
+        "INSERT INTO topic_subscriptions (profile_id, topic, created_at) VALUES (?, ?, ?)",
+        ((pid, topic, now) for pid in range(1, people + 1) for topic in pick_topics(rng, rng.randint(1, 4))))
+    conn.commit()
+    conn.close()
+
+
+def seed_postgres(url: str, channels: int, people: int, rng: random.Random) -> None:
+    import psycopg
+
+    now, due = DUE - timedelta(days=1), DUE
+    with psycopg.connect(url.replace("postgresql://", "postgresql://", 1)) as conn, conn.cursor() as cur:
+        with cur.copy("COPY channel_subscriptions (platform, workspace_id, channel_id, created_by, post_time, timezone, "
+                      "top_n, post_when_empty, enabled, next_due_at, created_at, updated_at) FROM STDIN") as copy:
+            for i in range(channels):
+                copy.write_row(("slack", f"T{i % 200}", f"C{i}", "U0", "09:00", "UTC", 10, False, True, due, now, now))
+        with cur.copy("COPY user_profiles (id, platform, workspace_id, user_id, alerts_enabled, next_due_at, "
+                      "created_at, updated_at) FROM STDIN") as copy:
+            for i in range(people):
+                copy.write_row((i + 1, "slack", f"T{i % 200}", f"U{i}", True, due, now, now))
+        cur.execute("SELECT setval('user_profiles_id_seq', %s)", (people,))
+        with cur.copy("COPY topic_subscriptions (profile_id, topic, created_at) FROM STDIN") as copy:
+            for pid in range(1, people + 1):
+                for topic in pick_topics(rng, rng.randint(1, 4)):
+                    copy.write_row((pid, topic, now))
+
+
+def expected_alerts(db_url: str, papers: list[Paper]) -> int:
+    """People with at least one topic matching the feed (they must get exactly one DM)."""
+    from sqlalchemy import create_engine, text
+
+    from storage.db import sync_url
+
+    index = TopicIndex(papers)
+    engine = create_engine(sync_url(db_url))
+    with engine.connect() as conn:
+        topics = conn.execute(text("SELECT profile_id, topic FROM topic_subscriptions")).all()
+    engine.dispose()
+    matches = {t: bool(m) for t, m in index.match_many(t for _, t in topics).items()}
+    return len({pid for pid, topic in topics if matches[topic]})
+
+
+def feed_papers(count: int) -> list[Paper]:
+    """``count`` papers from the recorded seeds (repeated with new ids when there are fewer)."""
+    base = [_as_paper(item) for item in seed_papers()]
+    return [base[i] if i < len(base) else _renumber(base[i % len(base)], i) for i in range(count)]
+
+
+def _as_paper(item: object) -> Paper:
+    """A seed as a Paper, whether the fake gives Papers or API items (``{"paper": {...}}``)."""
+    if isinstance(item, Paper):
+        return item
+    assert isinstance(item, dict)
+    data = item.get("paper", item)
+    published = data.get("publishedAt")
+    return Paper(paper_id=str(data["id"]), title=data.get("title", ""), summary=data.get("summary", ""),
+                 authors=tuple(a.get("name", "") for a in data.get("authors", []) if isinstance(a, dict)),
+                 upvotes=int(data.get("upvotes", 0) or 0),
+                 published_at=datetime.fromisoformat(published.replace("Z", "+00:00")) if published else None,
+                 ai_keywords=tuple(data.get("ai_keywords") or ()), ai_summary=data.get("ai_summary"))
+
+
+def _renumber(paper: Paper, i: int) -> Paper:
+    from dataclasses import replace
+
+    return replace(paper, paper_id=f"9999.{i:05d}")
+
+
+def matching_benchmark(papers: list[Paper], rng: random.Random) -> dict[str, float]:
+    """100,000 followed topics against 500 papers, as one alert run does it (once per distinct topic)."""
+    followed = [t for _ in range(100_000 // 2) for t in pick_topics(rng, 2)][:100_000]
+    while len(followed) < 100_000:
+        followed.append(rng.choice(TOPIC_LIST))
+    started = time.perf_counter()
+    index = TopicIndex(papers)
+    built = time.perf_counter()
+    results = index.match_many(followed)
+    done = time.perf_counter()
+    # the cost per distinct topic, to extrapolate to a long tail of never-seen topics
+    words = sorted({w for t in TOPIC_LIST for w in t.split()})
+    distinct = {" ".join(rng.sample(words, rng.choice((1, 2, 2, 3)))) for _ in range(3000)}
+    tail_index = TopicIndex(papers)
+    tail_start = time.perf_counter()
+    tail_index.match_many(distinct)
+    per_topic = (time.perf_counter() - tail_start) / len(distinct)
+    return {"topics": len(followed), "distinct": len(results), "index_seconds": built - started,
+            "match_seconds": done - built, "total_seconds": done - started, "per_distinct_topic_ms": per_topic * 1000}
+
+
+async def deliver(db_url: str, api_url: str, hf: FakeHuggingFace, concurrency: int) -> dict:
+    settings = Settings(_env_file=None, DATABASE_URL=db_url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False,
+                        PAPERBOY_DELIVERY_CONCURRENCY=concurrency)
+    app = build_app(settings, migrate=False)
+    adapter = HttpPlatformAdapter(api_url, platform="slack", concurrency=concurrency)
+    app.adapters.add(adapter)
+    upstream_before = len(hf.requests)
+    try:
+        started = time.perf_counter()
+        report = await run_delivery_pass(app, now=DUE + timedelta(minutes=1))
+        wall = time.perf_counter() - started
+    finally:
+        await adapter.stop()
+        await app.close()
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"{api_url}/stats")).json()
+    return {"wall": wall, "report": report.as_dict(), "platform": stats, "upstream": len(hf.requests) - upstream_before}
+
+
+async def run(args: argparse.Namespace) -> None:
+    rng = random.Random(20261120)
+    api = subprocess.Popen([sys.executable, "-m", "tests.fakes.platform_api", "--rate", str(args.rate)],
+                           cwd=str(ROOT), stdout=subprocess.PIPE, text=True)
+    pg = None
+    try:
+        assert api.stdout is not None
+        api_url = api.stdout.readline().strip()
+        hf = FakeHuggingFace()
+        await hf.start()
+        papers = feed_papers(100)
+        set_feed(hf, DUE.date(), papers)
+
+        workdir = tempfile.mkdtemp(prefix="paperboy-bench-")
+        if args.postgres:
+            from tests.pg import PostgresServer, find_pg_bin
+
+            bin_dir = find_pg_bin()
+            if bin_dir is None:
+                raise SystemExit("PostgreSQL binaries not found")
+            pg = PostgresServer(bin_dir)
+            pg.start()
+            db_url = pg.create_database("bench")
+        else:
+            db_url = f"sqlite:///{workdir}/bench.db"
+        from storage.db import upgrade_database
+
+        upgrade_database(db_url)
+        seed_started = time.perf_counter()
+        if args.postgres:
+            seed_postgres(db_url, args.channels, args.people, rng)
+        else:
+            seed_database(f"{workdir}/bench.db", args.channels, args.people, rng)
+        seeded = time.perf_counter() - seed_started
+        alerts = expected_alerts(db_url, papers)
+        expected = args.channels + alerts
+
+        result = await deliver(db_url, api_url, hf, args.concurrency)
+        await hf.stop()
+        platform = result["platform"]
+        bound = expected / args.rate
+        lost = expected - platform["distinct"]
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        matching = matching_benchmark(feed_papers(500), rng)
+
+        print(f"database                 {'PostgreSQL' if args.postgres else 'SQLite'} (seeded in {seeded:.1f}s)")
+        print(f"subscriptions            {args.channels:,} channels + {args.people:,} people "
+              f"({alerts:,} with new papers on their topics)")
+        print(f"messages due (N)         {expected:,}")
+        print(f"platform limit (R)       {args.rate}/s, 429 + Retry-After beyond it")
+        print(f"wall time                {result['wall']:.1f} s")
+        print(f"bound N/R                {bound:.1f} s")
+        print(f"ratio                    {result['wall'] / bound:.3f}   (target <= 1.10)")
+        print(f"delivered                {platform['distinct']:,}")
+        print(f"lost                     {lost}   (target 0)")
+        print(f"duplicated               {platform['duplicates']}   (target 0)")
+        print(f"429 answers              {platform['rejected_429']:,}")
+        print(f"upstream paper calls     {result['upstream']}   (target <= 3)")
+        print(f"peak RSS                 {peak_rss_mb:.0f} MB   (target <= 150)")
+        print(f"pass report              {json.dumps(result['report'])}")
+        print(f"topic matching           {matching['topics']:,} topics ({matching['distinct']} distinct) x 500 papers: "
+              f"{matching['total_seconds']:.3f} s (index {matching['index_seconds']:.3f} s)   (target <= 1 s)")
+        print(f"  per distinct topic     {matching['per_distinct_topic_ms']:.3f} ms "
+              f"(100,000 all-distinct topics would take {matching['per_distinct_topic_ms'] * 100:.0f} s)")
+    finally:
+        api.terminate()
+        api.wait()
+        if pg is not None:
+            pg.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--channels", type=int, default=10_000)
+    parser.add_argument("--people", type=int, default=50_000)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--postgres", action="store_true", help="use a throwaway PostgreSQL server instead of SQLite")
+    args = parser.parse_args()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
