@@ -202,8 +202,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         assert api.stdout is not None
         api_url = api.stdout.readline().strip()
-        hf = FakeHuggingFace()
-        await hf.start()
+        hf = FakeHuggingFace(daily={}).start()
         papers = feed_papers(100)
         set_feed(hf, DUE.date(), papers)
 
@@ -232,7 +231,7 @@ async def run(args: argparse.Namespace) -> None:
         expected = args.channels + alerts
 
         result = await deliver(db_url, api_url, hf, args.concurrency)
-        await hf.stop()
+        hf.stop()
         platform = result["platform"]
         bound = expected / args.rate
         lost = expected - platform["distinct"]

@@ -16,19 +16,16 @@ def paper(paper_id: str, title: str, summary: str = "", *, upvotes: int = 1,
                  upvotes=upvotes, published_at=published or datetime(2026, 11, 20, tzinfo=timezone.utc))
 
 
-def hf_item(p: Paper) -> dict[str, Any]:
-    """A paper as the Hugging Face daily papers API nests it."""
-    return {"paper": {"id": p.paper_id, "title": p.title, "summary": p.summary,
-                      "authors": [{"name": a} for a in p.authors], "upvotes": p.upvotes,
-                      "publishedAt": (p.published_at or datetime(2026, 11, 20, tzinfo=timezone.utc))
-                      .isoformat().replace("+00:00", "Z")},
-            "title": p.title, "publishedAt": (p.published_at or datetime(2026, 11, 20, tzinfo=timezone.utc))
-            .isoformat().replace("+00:00", "Z")}
+def hf_paper(p: Paper) -> dict[str, Any]:
+    """A paper as the Hugging Face API describes it (the fake server nests it in daily items)."""
+    published = (p.published_at or datetime(2026, 11, 20, tzinfo=timezone.utc)).isoformat().replace("+00:00", "Z")
+    return {"id": p.paper_id, "title": p.title, "summary": p.summary, "authors": [{"name": a} for a in p.authors],
+            "upvotes": p.upvotes, "publishedAt": published}
 
 
 def set_feed(hf: Any, day: date, papers: list[Paper]) -> None:
     """Make the fake Hugging Face server list ``papers`` as the daily feed of ``day``."""
-    hf.daily[day.isoformat()] = [hf_item(p) for p in papers]
+    hf.daily[day.isoformat()] = [hf_paper(p) for p in papers]
 
 
 async def add_channel(storage: Storage, channel: ChannelRef, *, at: time, tz: str, after: datetime,

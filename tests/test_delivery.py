@@ -3,7 +3,7 @@ client against the fake HF server, the core, and a FakeAdapter. Time is injected
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
@@ -45,14 +45,13 @@ def at(day: date, hour: int, minute: int = 0, tz: str = "UTC") -> datetime:
 
 
 @pytest.fixture
-async def hf() -> AsyncIterator[FakeHuggingFace]:
-    server = FakeHuggingFace()
-    await server.start()
+def hf() -> Iterator[FakeHuggingFace]:
+    server = FakeHuggingFace(papers=[], daily={}).start()
     set_feed(server, FRIDAY, FRIDAY_FEED)
     try:
         yield server
     finally:
-        await server.stop()
+        server.stop()
 
 
 def _app(db_url: str, hf: FakeHuggingFace, **settings: object) -> App:

@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -57,14 +57,13 @@ async def seed(url: str) -> Storage:
 
 
 @pytest.fixture
-async def hf() -> AsyncIterator[FakeHuggingFace]:
-    server = FakeHuggingFace()
-    await server.start()
+def hf() -> Iterator[FakeHuggingFace]:
+    server = FakeHuggingFace(papers=[], daily={}).start()
     set_feed(server, FRIDAY, FEED)
     try:
         yield server
     finally:
-        await server.stop()
+        server.stop()
 
 
 @pytest.fixture
