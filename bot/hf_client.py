@@ -205,31 +205,35 @@ class HuggingFaceClient:
         params = {"sort": sort, "limit": str(max(1, min(limit, 100))), "p": str(max(0, page))}
         if day is not None:
             params["date"] = day.isoformat()
-        payload = await self._get("/api/daily_papers", params, self._daily_cache)
-        return _parse_items(payload, feed_date=day)
+        papers = await self._get("/api/daily_papers", params, self._daily_cache,
+                                 parse=lambda payload: _parse_items(payload, feed_date=day))
+        return list(papers)
 
     async def search(self, query: str, *, limit: int = 50) -> list[Paper]:
         """Papers the Hugging Face search finds for ``query`` (its order)."""
         params = {"q": query, "limit": str(max(1, min(limit, 120)))}
-        return _parse_items(await self._get("/api/papers/search", params, self._search_cache))
+        return list(await self._get("/api/papers/search", params, self._search_cache, parse=_parse_items))
 
     async def paper(self, arxiv_id: str) -> Paper | None:
         """One paper by arXiv id, or None when Hugging Face does not know it."""
         if not re.fullmatch(r"[A-Za-z0-9._/-]{4,64}", arxiv_id):
             return None
-        payload = await self._get(f"/api/papers/{arxiv_id}", {}, self._search_cache, missing_ok=True)
-        if payload is None:
-            return None
-        try:
-            return parse_paper(payload)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise SourceUnavailable(f"malformed paper {arxiv_id}") from exc
+        def parse(payload: Any) -> Paper | None:
+            if payload is None:
+                return None
+            try:
+                return parse_paper(payload)
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise SourceUnavailable(f"malformed paper {arxiv_id}") from exc
+
+        return await self._get(f"/api/papers/{arxiv_id}", {}, self._search_cache, parse=parse, missing_ok=True)
 
     # --- plumbing -------------------------------------------------------------------------
 
     async def _get(self, path: str, params: dict[str, str], cache: TTLCache[CacheKey, Any], *,
-                   missing_ok: bool = False) -> Any:
-        """Cached, single-flight GET returning parsed JSON (None for a 404 when ``missing_ok``)."""
+                   parse: Callable[[Any], Any], missing_ok: bool = False) -> Any:
+        """Cached, single-flight GET; ``parse`` turns the JSON (None for a 404 when ``missing_ok``)
+        into the value that is cached and returned, so cache hits cost no parsing."""
         key: CacheKey = (path, tuple(sorted(params.items())))
         try:
             return cache[key]
@@ -241,7 +245,7 @@ class HuggingFaceClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            payload = await self._fetch(path, params, missing_ok=missing_ok)
+            payload = parse(await self._fetch(path, params, missing_ok=missing_ok))
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)

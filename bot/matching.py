@@ -97,6 +97,11 @@ class PaperTerms:
 
     @classmethod
     def of(cls, paper: Paper) -> PaperTerms:
+        """The terms of ``paper``, computed once per distinct paper (papers are immutable)."""
+        return _paper_terms(paper)
+
+    @classmethod
+    def compute(cls, paper: Paper) -> PaperTerms:
         abstract_text = f"{paper.summary} {paper.ai_summary or ''}"
         return cls(
             paper=paper,
@@ -116,6 +121,11 @@ class PaperTerms:
         if stemmed in self.abstract:
             return ABSTRACT_WEIGHT, "abstract"
         return 0.0, ""
+
+
+@lru_cache(maxsize=8192)
+def _paper_terms(paper: Paper) -> PaperTerms:
+    return PaperTerms.compute(paper)
 
 
 @dataclass(frozen=True, slots=True)

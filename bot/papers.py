@@ -79,9 +79,9 @@ class PaperService:
         self._sample = sample
         self._clock = clock
         self._down_until: datetime | None = None
-        # Searches answered from the client's cache return the same papers: store them once a while,
-        # not on every command (keeps warm answers off the database's write lock).
-        self._recently_stored: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=store_every_seconds)
+        # Papers (and feed days) stored lately: popular papers turn up in many searches and cached
+        # answers repeat, so each is written once a while, not on every command.
+        self._recently_stored: TTLCache[str, bool] = TTLCache(maxsize=20_000, ttl=store_every_seconds)
 
     def _upstream_down(self) -> bool:
         """True while a recent outage says not to wait on upstream again yet."""
@@ -106,9 +106,11 @@ class PaperService:
                 return PaperBatch(stored, Origin.STORED, as_of=as_of)
             return self._sample_batch()
         self._down_until = None
-        if topic not in self._recently_stored:
-            await self._store.save(papers, fetched_at=self._clock())
-            self._recently_stored[topic] = True
+        fresh = [p for p in papers if p.paper_id not in self._recently_stored]
+        if fresh:
+            await self._store.save(fresh, fetched_at=self._clock())
+            for paper in fresh:
+                self._recently_stored[paper.paper_id] = True
         return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
 
     async def daily(self, day: date | None = None) -> PaperBatch:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_KEEP_FORMAT = {"\u200c", "\u200d"}  # ZWNJ and ZWJ carry meaning in Persian and emoji sequences
+# Control (Cc), format (Cf), surrogate (Cs) and private-use (Co) characters, except tab, newline,
+# carriage return and ZWNJ/ZWJ (which carry meaning in Persian and in emoji sequences).
+# tests/test_text.py checks this class against unicodedata for every code point.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ue000-\uf8ff"
+    "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\U000f0000-\U000ffffd\U00100000-\U0010fffd]"
+)
 _WHITESPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _QUOTES = "\"'“”‘’«»`"
@@ -17,10 +25,7 @@ class InputError(ValueError):
 
 def strip_controls(text: str) -> str:
     """Drop control and invisible formatting characters (bidi overrides included)."""
-    return "".join(
-        ch for ch in text
-        if ch in "\t\n\r" or ch in _KEEP_FORMAT or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
-    )
+    return _INVISIBLE.sub("", text)
 
 
 def clean_line(text: str) -> str:

@@ -7,6 +7,7 @@ used at run time (aiosqlite, psycopg) and the sync one Alembic uses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -56,14 +57,19 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "paperboy_read_only"
+
+
 def _begin_immediate(connection: Any) -> None:
     """Take SQLite's write lock when a transaction starts, so the busy timeout applies.
 
     A deferred transaction that reads and then writes cannot wait for another
     process's lock: SQLite answers "database is locked" at once. Taking the
-    lock up front makes concurrent writers queue instead.
+    lock up front makes concurrent writers queue instead. Read-only
+    transactions (:meth:`Database.read`) begin deferred and never wait for writers.
     """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(READ_ONLY)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -80,6 +86,9 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
             event.listen(self.engine.sync_engine, "begin", _begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Queue this process's transactions here rather than
+        # in SQLite's busy handler, which polls with sleeps of up to 100 ms under contention.
+        self._sqlite_turn = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
@@ -88,7 +97,18 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self._sessions() as session, session.begin():
+        if self._sqlite_turn is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._sqlite_turn, self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading only: on SQLite it neither takes nor waits for the write lock."""
+        async with self._sessions() as session:  # closing ends the transaction; loaded rows stay usable
+            await session.connection(execution_options={READ_ONLY: True})
             yield session
 
     def upgrade(self, revision: str = "head") -> None:

@@ -152,13 +152,12 @@ class PaperStore:
             return
         fetched_at = fetched_at or utcnow()
         unique = {p.paper_id: p for p in papers}
+        rows = [_paper_values(p, fetched_at) for p in unique.values()]
         async with self._db.transaction() as session:
-            insert = _insert(session)
-            rows = [_paper_values(p, fetched_at) for p in unique.values()]
-            for start in range(0, len(rows), 500):
-                stmt = insert(PaperRecord).values(rows[start:start + 500])
-                refreshed = {c: stmt.excluded[c] for c in rows[0] if c != "paper_id"}
-                await session.execute(stmt.on_conflict_do_update(index_elements=["paper_id"], set_=refreshed))
+            stmt = _insert(session)(PaperRecord.__table__)
+            refreshed = {c: stmt.excluded[c] for c in rows[0] if c != "paper_id"}
+            # One statement executed for many rows: compiled once and cached, unlike a VALUES list.
+            await session.execute(stmt.on_conflict_do_update(index_elements=["paper_id"], set_=refreshed), rows)
 
     async def save_feed(self, day: date, papers: Sequence[Paper], *, fetched_at: datetime | None = None) -> None:
         """Store ``day``'s feed in its order, replacing what was stored for that day."""
@@ -175,7 +174,7 @@ class PaperStore:
 
     async def latest_feed(self, on_or_before: date | None = None) -> tuple[date, list[Paper], datetime] | None:
         """The most recent stored feed day (not after ``on_or_before``): day, papers, when fetched."""
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             query = select(func.max(FeedEntry.feed_date))
             if on_or_before is not None:
                 query = query.where(FeedEntry.feed_date <= on_or_before)
@@ -195,7 +194,7 @@ class PaperStore:
 
     async def feed_since(self, since: date) -> list[Paper]:
         """Every paper in the stored feeds from ``since`` on, newest day first."""
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.execute(
                 select(PaperRecord, FeedEntry.feed_date)
                 .join(FeedEntry, FeedEntry.paper_id == PaperRecord.paper_id)
@@ -212,7 +211,7 @@ class PaperStore:
 
     async def all_papers(self, limit: int = 5000) -> tuple[list[Paper], datetime | None]:
         """The most recently fetched stored papers and when the newest was fetched."""
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.execute(
                 select(PaperRecord).order_by(PaperRecord.fetched_at.desc()).limit(limit)
             )).scalars().all()
@@ -287,7 +286,7 @@ class UserTopics:
             return TopicChange.REMOVED if result.rowcount else TopicChange.MISSING
 
     async def topics(self, user: UserRef) -> list[str]:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             profile = await self._profile(session, user, create=False)
             if profile is None:
                 return []
@@ -298,7 +297,7 @@ class UserTopics:
             return list(rows.scalars())
 
     async def setting(self, user: UserRef) -> AlertSetting | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             profile = await self._profile(session, user, create=False)
             if profile is None:
                 return None
@@ -337,6 +336,14 @@ class UserTopics:
 
     async def take_notice(self, user: UserRef) -> str | None:
         """A pending message for this person (e.g. 'your alerts are paused'), cleared once read."""
+        async with self._db.read() as session:  # the common case, nothing pending, takes no lock
+            pending = (await session.execute(
+                select(UserProfile.pending_notice).where(
+                    UserProfile.platform == user.platform, UserProfile.workspace_id == user.workspace,
+                    UserProfile.user_id == user.user, UserProfile.pending_notice.is_not(None))
+            )).scalar_one_or_none()
+        if not pending:
+            return None
         async with self._db.transaction() as session:
             profile = await self._profile(session, user, create=False)
             if profile is None or not profile.pending_notice:
@@ -371,12 +378,12 @@ class ChannelSettings:
         )
 
     async def get(self, channel: ChannelRef) -> ChannelSetting | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             row = (await session.execute(self._query(channel))).scalar_one_or_none()
             return _channel_setting(row) if row else None
 
     async def get_by_id(self, subscription_id: int) -> ChannelSetting | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             row = await session.get(ChannelSubscription, subscription_id)
             return _channel_setting(row) if row else None
 
@@ -421,7 +428,7 @@ class ChannelSettings:
 
     async def for_creator(self, platform: str, workspace: str, user: str) -> list[ChannelSetting]:
         """The channel posts a person set up (shown on Slack's App Home)."""
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             rows = (await session.execute(
                 select(ChannelSubscription).where(
                     ChannelSubscription.platform == platform, ChannelSubscription.workspace_id == workspace,
@@ -480,7 +487,7 @@ class Workspaces:
             )
 
     async def is_active(self, platform: str, workspace: str) -> bool:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             active = (await session.execute(
                 select(Workspace.active).where(Workspace.platform == platform, Workspace.workspace_id == workspace)
             )).scalar_one_or_none()

@@ -210,3 +210,25 @@ class FakeHuggingFace:
             if paper["id"] == wanted:
                 return web.json_response(paper)
         return web.json_response({"error": "Paper not found"}, status=404)
+
+
+def main() -> None:
+    """Serve the fake from its own process (benchmarks): prints its URL, runs until killed."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before every answer")
+    args = parser.parse_args()
+    fake = FakeHuggingFace().start()
+    fake.delay = args.delay
+    print(fake.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
