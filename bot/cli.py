@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"paperboy: bad configuration: {problems}", file=sys.stderr)
         return EXIT_USAGE
-    quiet = args.command in ("ask", "preview", "deliver")
+    console_run = args.command == "run" and not (settings.slack_enabled or settings.discord_enabled)
+    quiet = args.command in ("ask", "preview", "deliver", "console") or console_run  # stdout is for answers
     configure_logging("WARNING" if quiet and settings.log_level.upper() == "INFO" else settings.log_level,
                       settings.secrets())
     if args.command == "db":
