@@ -1,8 +1,9 @@
 """Topic relevance: which papers are about a topic, how much, and why.
 
 A topic and a paper are reduced to word stems (Snowball English, after folding
-British "-isation" to "-ization"), so "generalize", "generalizing" and
-"generalisation" all meet "generalization". A paper matches a topic when it
+British "-isation" to "-ization", and keeping "-iz-" so that "generalization"
+does not meet "general"), so "generalize", "generalizing" and "generalisation"
+all meet "generalization". A paper matches a topic when it
 contains enough of the topic's content words (all of them for topics of one
 or two words, two thirds for longer ones); each word counts by the best field
 it is found in: title 3, AI keywords 2, abstract or AI summary 1.
@@ -44,10 +45,18 @@ def _stemmer() -> snowballstemmer.stemmer:
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """The stem of one lower-case word."""
+    """The matching key of one lower-case word: its Snowball stem, keeping a cut-off ``-iz-``.
+
+    Snowball reduces "generalization" and "generalize" to "general", and
+    "organization" to "organ"; keeping the "iz" ("generaliz", "organiz") lets
+    the word forms meet each other without meeting "general" or "organ".
+    """
     if len(word) > 6:
         word = _BRITISH.sub(r"iz\1", word)
-    return _stemmer().stemWord(word)
+    stemmed = _stemmer().stemWord(word)
+    if word.startswith(stemmed) and word[len(stemmed):len(stemmed) + 2] == "iz":
+        return stemmed + "iz"
+    return stemmed
 
 
 def words(text: str) -> list[str]:

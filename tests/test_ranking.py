@@ -35,6 +35,14 @@ def test_word_forms_match() -> None:
         assert topic.relevance(PaperTerms.of(paper("x", title))) is not None, title
 
 
+def test_derived_words_do_not_collapse_into_their_roots() -> None:
+    topic = Topic("generalization")
+    for title in ("On the General Value of Evidence", "A Generalist Agent"):
+        assert topic.relevance(PaperTerms.of(paper("x", title))) is None, title
+    assert Topic("organization").relevance(PaperTerms.of(paper("y", "Organs on a chip"))) is None
+    assert Topic("organisation").relevance(PaperTerms.of(paper("z", "How teams organize"))) is not None
+
+
 def test_popular_off_topic_paper_never_appears() -> None:
     ranked = rank_for_topic("generalization", FIXTURE, now=NOW)
     ids = [r.paper.paper_id for r in ranked]
