@@ -49,6 +49,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+SLACK_SDK_TABLES = ("slack_installations", "slack_bots", "slack_oauth_states")
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """For Alembic autogenerate: leave out slack_sdk's tables (revision 0002 creates them, no model maps them)."""
+    return not (type_ == "table" and name in SLACK_SDK_TABLES)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
