@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import resource
@@ -66,10 +67,12 @@ table understanding; speech translation; emotion recognition; sign language; hyp
 TOPIC_LIST = [t.strip() for t in TOPICS.replace("\n", " ").split(";") if t.strip()]
 
 
+CUMULATIVE_WEIGHTS = list(itertools.accumulate(1 / (rank + 1) ** 0.8 for rank in range(len(TOPIC_LIST))))
+
+
 def pick_topics(rng: random.Random, count: int) -> list[str]:
     """Topics drawn with a Zipf-like popularity (a few areas are followed by many people)."""
-    weights = [1 / (rank + 1) ** 0.8 for rank in range(len(TOPIC_LIST))]
-    return list(dict.fromkeys(rng.choices(TOPIC_LIST, weights=weights, k=count)))
+    return list(dict.fromkeys(rng.choices(TOPIC_LIST, cum_weights=CUMULATIVE_WEIGHTS, k=count)))
 
 
 def seed_database(path: str, channels: int, people: int, rng: random.Random) -> None:

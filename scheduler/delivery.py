@@ -309,7 +309,7 @@ class DeliveryPass:
         if self._channel_feed is None and not self._channel_feed_failed:
             self.report.feed_fetches += 1
             try:
-                self._channel_feed = await self.app.papers.daily(self.now.date())
+                self._channel_feed = await _with_retries(lambda: self.app.papers.daily(self.now.date()))
             except Exception as exc:  # noqa: BLE001 - NoPapersAvailable or a bug: retry next pass
                 log.warning("daily feed unavailable for channel posts: %s", exc)
                 self._channel_feed_failed = True
@@ -320,7 +320,8 @@ class DeliveryPass:
         if self._matcher is None and not self._alert_feed_failed:
             self.report.feed_fetches += 1
             try:
-                batch = await self.app.papers.recent(days=ALERT_FEED_DAYS, until=self.now.date())
+                batch = await _with_retries(lambda: self.app.papers.recent(days=ALERT_FEED_DAYS,
+                                                                           until=self.now.date()))
                 self._matcher = AlertMatcher(batch, now=self.now)
             except Exception as exc:  # noqa: BLE001
                 log.warning("recent feed unavailable for alerts: %s", exc)
@@ -543,6 +544,19 @@ class DeliveryPass:
             return self.report
         finally:
             self.report.elapsed_seconds = monotonic_time.monotonic() - self._started
+
+
+async def _with_retries(fetch, attempts: int = 3):  # noqa: ANN001, ANN202
+    """``fetch()``, tried again after a short pause when it raises (e.g. two processes storing the same feed)."""
+    for attempt in range(attempts):
+        try:
+            return await fetch()
+        except Exception:  # noqa: BLE001
+            if attempt == attempts - 1:
+                raise
+            log.warning("fetching the feed failed (attempt %d); trying again", attempt + 1, exc_info=True)
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _job_of(outcome: Outcome, jobs: Sequence[Job]) -> Job:

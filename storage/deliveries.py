@@ -155,10 +155,10 @@ class Deliveries:
         if not rows:
             return {}
         insert = _insert(conn)
-        stmt = (insert(Delivery).values(rows)
-                .on_conflict_do_nothing(index_elements=["kind", "subscription_id", "day"])
-                .returning(Delivery.id, Delivery.subscription_id))
-        return {sub: delivery for delivery, sub in (await conn.execute(stmt)).all()}
+        table = Delivery.__table__
+        stmt = (insert(table).on_conflict_do_nothing(index_elements=["kind", "subscription_id", "day"])
+                .returning(table.c.id, table.c.subscription_id))
+        return {sub: delivery for delivery, sub in (await conn.execute(stmt, rows)).all()}
 
     async def claim_due_channels(self, *, now: datetime, grace: timedelta, worker_id: str,
                                  platforms: Sequence[str] | None, fallback_zone: str,
@@ -404,9 +404,9 @@ class Deliveries:
                                    [{"b_id": o.subscription_id} for o in sent_alerts])
                 papers = [dict(profile_id=o.subscription_id, paper_id=paper_id, sent_at=now)
                           for o in sent_alerts for paper_id in o.paper_ids]
-                insert = _insert(conn)
-                for start in range(0, len(papers), 1000):
-                    await conn.execute(insert(SentPaper).values(papers[start:start + 1000]).on_conflict_do_nothing())
+                if papers:
+                    insert = _insert(conn)
+                    await conn.execute(insert(SentPaper.__table__).on_conflict_do_nothing(), papers)
 
     # --- inspection and upkeep --------------------------------------------------------------------
 
