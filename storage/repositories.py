@@ -163,14 +163,20 @@ class PaperStore:
         """Store ``day``'s feed in its order, replacing what was stored for that day."""
         fetched_at = fetched_at or utcnow()
         await self.save(papers, fetched_at=fetched_at)
+        positions: dict[str, int] = {}
+        for position, paper in enumerate(papers):
+            positions.setdefault(paper.paper_id, position)
+        rows = [{"feed_date": day, "paper_id": pid, "position": pos, "fetched_at": fetched_at}
+                for pid, pos in positions.items()]
         async with self._db.transaction() as session:
-            await session.execute(delete(FeedEntry).where(FeedEntry.feed_date == day))
-            seen: set[str] = set()
-            for position, paper in enumerate(papers):
-                if paper.paper_id in seen:
-                    continue
-                seen.add(paper.paper_id)
-                session.add(FeedEntry(feed_date=day, paper_id=paper.paper_id, position=position, fetched_at=fetched_at))
+            # Upsert, not delete-and-insert: two processes may store the same day at once.
+            await session.execute(delete(FeedEntry).where(FeedEntry.feed_date == day,
+                                                          FeedEntry.paper_id.not_in(list(positions))))
+            if rows:
+                stmt = _insert(session)(FeedEntry.__table__)
+                await session.execute(stmt.on_conflict_do_update(
+                    index_elements=["feed_date", "paper_id"],
+                    set_={"position": stmt.excluded.position, "fetched_at": stmt.excluded.fetched_at}), rows)
 
     async def latest_feed(self, on_or_before: date | None = None) -> tuple[date, list[Paper], datetime] | None:
         """The most recent stored feed day (not after ``on_or_before``): day, papers, when fetched."""

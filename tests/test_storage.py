@@ -96,6 +96,23 @@ async def test_papers_and_feeds_round_trip(storage: Storage) -> None:
     assert len(await storage.papers.feed_since(date(2026, 11, 20))) == 3
 
 
+async def test_feed_stored_by_two_writers_at_once_keeps_one_copy(storage: Storage) -> None:
+    import asyncio
+
+    papers = [Paper(paper_id=f"2511.1000{i}", title=f"P{i}") for i in range(5)]
+    await storage.papers.save(papers)
+    second = Storage(type(storage.db)(storage.db.url))
+    try:
+        await asyncio.gather(storage.papers.save_feed(date(2026, 11, 21), papers),
+                             second.papers.save_feed(date(2026, 11, 21), list(reversed(papers))))
+    finally:
+        await second.close()
+    day, stored, _ = await storage.papers.latest_feed()
+    assert sorted(p.paper_id for p in stored) == sorted(p.paper_id for p in papers)
+    await storage.papers.save_feed(date(2026, 11, 21), papers[:2])
+    assert [p.paper_id for p in (await storage.papers.latest_feed())[1]] == ["2511.10000", "2511.10001"]
+
+
 async def test_delivery_ledger_allows_one_row_per_subscription_and_day(storage: Storage) -> None:
     from sqlalchemy.exc import IntegrityError
 
