@@ -143,11 +143,15 @@ async def _run(app: App) -> int:
 async def _deliver(app: App, dry_run: bool) -> int:
     from scheduler.delivery import run_delivery_pass
 
+    from adapters.console import ConsoleAdapter
+
     try:
         if not dry_run:
-            for adapter in _platform_adapters(app):
+            # Console subscriptions (made with `paperboy console`) are printed here.
+            for adapter in [ConsoleAdapter(app.core), *_platform_adapters(app)]:
                 app.adapters.add(adapter)
-                await adapter.start()
+                if adapter.platform != "console":
+                    await adapter.start()
         report = await run_delivery_pass(app, dry_run=dry_run)
         for line in report.lines():
             print(line)

@@ -119,3 +119,31 @@ def test_preview_prints_json_bodies(fake_hf: FakeHuggingFace, env: dict[str, str
         assert body["text"] and body["blocks"]
     else:
         assert body["embeds"] and body["allowed_mentions"] == {"parse": []}
+
+
+def test_deliver_now_prints_console_alerts_and_dry_run_sends_nothing(fake_hf: FakeHuggingFace, env: dict[str, str],
+                                                                    tmp_path: Path) -> None:
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    from adapters.console import CONSOLE_USER
+    from storage.repositories import Storage
+
+    env = {**env, "PAPERBOY_HF_URL": fake_hf.url}
+    assert paperboy("ask", "subscribe generalization", cwd=tmp_path, env=env).returncode == 0
+
+    async def make_due() -> None:
+        store = Storage.connect(env["DATABASE_URL"], migrate=False)
+        await store.topics.set_alerts(CONSOLE_USER, enabled=True,
+                                      next_due_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+        await store.close()
+
+    asyncio.run(make_due())
+    dry = paperboy("deliver", "--now", "--dry-run", cwd=tmp_path, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "nothing was sent" in dry.stdout and "new papers on generalization" in dry.stdout
+    real = paperboy("deliver", "--now", cwd=tmp_path, env=env)
+    assert real.returncode == 0, real.stderr
+    assert "[direct message for console-user]" in real.stdout and "## generalization" in real.stdout
+    again = paperboy("deliver", "--now", cwd=tmp_path, env=env)
+    assert "[direct message" not in again.stdout  # delivered once, not twice
