@@ -91,6 +91,8 @@ def _organization(value: Any) -> str | None:
 def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Paper:
     """A :class:`Paper` from a daily/search item (paper nested under ``paper``) or a bare paper.
 
+    The nested paper's fields win over the item's own (a daily item's top-level ``title`` and
+    ``summary`` are the submitter's copy, its ``publishedAt`` the day it reached the feed).
     Raises ``ValueError`` when the item has no usable id or title.
     """
     if not isinstance(item, Mapping):
@@ -124,13 +126,38 @@ def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Pa
     )
 
 
-def _parse_items(payload: Any, *, feed_date: date | None = None) -> list[Paper]:
+def _daily_date(item: Any) -> date | None:
+    """The feed day of a daily item: ``paper.submittedOnDailyAt``, else the item's ``publishedAt``."""
+    if not isinstance(item, Mapping):
+        return None
+    paper = item.get("paper")
+    submitted = paper.get("submittedOnDailyAt") if isinstance(paper, Mapping) else None
+    when = _parse_datetime(submitted) or _parse_datetime(item.get("publishedAt"))
+    return when.date() if when else None
+
+
+def _withdrawn(item: Any) -> bool:
+    paper = item.get("paper") if isinstance(item, Mapping) else None
+    source = paper if isinstance(paper, Mapping) else item
+    return isinstance(source, Mapping) and bool(source.get("withdrawnAt"))
+
+
+def _parse_items(payload: Any, *, feed_date: date | None = None, daily: bool = False) -> list[Paper]:
+    """The papers of a daily or search answer; malformed and withdrawn items are skipped.
+
+    For a daily answer without an explicit ``feed_date`` each paper's feed day is read from
+    the item itself.
+    """
     if not isinstance(payload, list):
         raise SourceUnavailable("expected a JSON list")
     papers = []
     for item in payload:
+        if _withdrawn(item):
+            log.debug("skipping a withdrawn paper")
+            continue
+        day = feed_date if feed_date is not None or not daily else _daily_date(item)
         try:
-            papers.append(parse_paper(item, feed_date=feed_date))
+            papers.append(parse_paper(item, feed_date=day))
         except (ValueError, TypeError, AttributeError) as exc:
             log.debug("skipping a malformed paper item: %s", exc)
     return papers
@@ -141,13 +168,15 @@ def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) 
     value = headers.get("retry-after")
     if value:
         value = value.strip()
-        if value.isdigit():
-            return float(value)
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             when = None
         if when is not None:
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
             now = now or datetime.now(timezone.utc)
             return max(0.0, (when - now).total_seconds())
     for name in ("ratelimit", "ratelimit-reset", "x-ratelimit-reset"):
@@ -157,9 +186,19 @@ def retry_after_seconds(headers: httpx.Headers, *, now: datetime | None = None) 
         match = _RATE_LIMIT_RESET.search(value)
         if match:
             return float(match.group(1))
-        if value.strip().isdigit() and name != "x-ratelimit-reset":
-            return float(value.strip())
+        seconds = _seconds(value.strip())
+        if seconds is not None and name != "x-ratelimit-reset":  # x-ratelimit-reset is often an epoch
+            return seconds
     return None
+
+
+def _seconds(value: str) -> float | None:
+    """A non-negative number of seconds ("7", "1.5"), else None."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
 
 
 class HuggingFaceClient:
@@ -195,6 +234,9 @@ class HuggingFaceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Cancel requests still under way and close the connection pool."""
+        for task in list(self._in_flight.values()):
+            task.cancel()
         await self._http.aclose()
 
     # --- public API ---------------------------------------------------------------------
@@ -206,7 +248,7 @@ class HuggingFaceClient:
         if day is not None:
             params["date"] = day.isoformat()
         papers = await self._get("/api/daily_papers", params, self._daily_cache,
-                                 parse=lambda payload: _parse_items(payload, feed_date=day))
+                                 parse=lambda payload: _parse_items(payload, feed_date=day, daily=True))
         return list(papers)
 
     async def search(self, query: str, *, limit: int = 50) -> list[Paper]:
@@ -233,30 +275,35 @@ class HuggingFaceClient:
     async def _get(self, path: str, params: dict[str, str], cache: TTLCache[CacheKey, Any], *,
                    parse: Callable[[Any], Any], missing_ok: bool = False) -> Any:
         """Cached, single-flight GET; ``parse`` turns the JSON (None for a 404 when ``missing_ok``)
-        into the value that is cached and returned, so cache hits cost no parsing."""
+        into the value that is cached and returned, so cache hits cost no parsing.
+
+        The upstream call runs in its own task that every identical caller awaits (shielded): a
+        caller that is cancelled leaves the others waiting, and a failure reaches all of them
+        without being cached.
+        """
         key: CacheKey = (path, tuple(sorted(params.items())))
         try:
             return cache[key]
         except KeyError:
             pass
-        running = self._in_flight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            payload = parse(await self._fetch(path, params, missing_ok=missing_ok))
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: waiters re-raise it, nobody else must log it
-            raise
-        else:
-            cache[key] = payload
-            future.set_result(payload)
-            return payload
-        finally:
-            self._in_flight.pop(key, None)
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key, path, params, cache, parse, missing_ok))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task)
+
+    async def _load(self, key: CacheKey, path: str, params: dict[str, str], cache: TTLCache[CacheKey, Any],
+                    parse: Callable[[Any], Any], missing_ok: bool) -> Any:
+        value = parse(await self._fetch(path, params, missing_ok=missing_ok))
+        cache[key] = value
+        return value
+
+    def _finished(self, key: CacheKey, task: asyncio.Future[Any]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: waiters re-raise it; if all left, nobody must log it
 
     def _backoff(self, attempt: int) -> float:
         return min(self._max_backoff, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)

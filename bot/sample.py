@@ -10,6 +10,7 @@ Face papers search for their title rather than to an invented arXiv id.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -135,17 +136,29 @@ def load_sample() -> list[Paper]:
     return list(_load())
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "build":
-        print("usage: python -m bot.sample build <seed directory>", file=sys.stderr)
-        return 2
-    papers = build_sample(Path(argv[1]))
-    target = Path(__file__).resolve().parent / SAMPLE_RESOURCE
+def write_sample(papers: list[dict[str, Any]], target: Path) -> None:
+    """Write the sample document (what ``sample_records`` reads) to ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     document = {"source": "Hugging Face papers site, search results for 'generalization' (3 pages)",
                 "papers": papers}
     target.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(papers)} papers to {target}")
+
+
+def main(argv: list[str]) -> int:
+    """``build <seed directory> [--output FILE]``: rebuild the bundled sample from the seed pages."""
+    parser = argparse.ArgumentParser(prog="python -m bot.sample", description="Build the offline sample.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="parse the seed pages and write the sample JSON")
+    build.add_argument("seed_dir", type=Path)
+    build.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / SAMPLE_RESOURCE,
+                       help="where to write (default: the bundled bot/data/sample_papers.json)")
+    args = parser.parse_args(argv)
+    if not args.seed_dir.is_dir() or not any(args.seed_dir.glob("*.txt")):
+        print(f"no seed pages (*.txt) in {args.seed_dir}", file=sys.stderr)
+        return 2
+    papers = build_sample(args.seed_dir)
+    write_sample(papers, args.output)
+    print(f"wrote {len(papers)} papers to {args.output}")
     return 0
 
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, timezone
-from pathlib import Path
+import time
 
 import httpx
 import pytest
 
 from bot.hf_client import HuggingFaceClient, SourceUnavailable, parse_paper, retry_after_seconds
-from bot.sample import build_sample, load_sample, sample_records
-from tests.fakes.hf_api import FAKE_TODAY, FakeHuggingFace, seed_papers
-
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+from tests.fakes.hf_api import FAKE_TODAY, FakeHuggingFace, daily_item, seed_papers
 
 FULL = {
     "id": "2502.12345",
@@ -232,33 +229,106 @@ async def test_token_is_sent_as_bearer_and_user_agent_is_set(fake: FakeHuggingFa
     assert seen[0].headers["user-agent"].startswith("paperboy/")
 
 
-# --- the offline sample ------------------------------------------------------------------
+def test_parse_exact_daily_item_shape() -> None:
+    """A daily item as the API sends it: the nested paper wins over the submitter's copy."""
+    raw = seed_papers()[0]
+    item = daily_item(raw, date(2026, 3, 2))
+    item["title"] = "The submitter's  retitled\ncopy"
+    paper = parse_paper(item, feed_date=date(2026, 3, 2))
+    assert paper.title == raw["title"] and paper.summary == raw["summary"]
+    assert paper.author_count == len(raw["authors"]) and paper.authors[0] == "Author 1"
+    assert paper.organization == "Example Lab" and paper.ai_keywords and paper.github_repo
+    assert paper.published_at == datetime.fromisoformat(raw["publishedAt"].replace("Z", "+00:00"))
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="shared/seeds is not beside the project")
-def test_sample_is_built_from_the_seeds_without_chrome_or_duplicates() -> None:
-    records = build_sample(SEEDS)
-    titles = [r["title"] for r in records]
-    assert 150 <= len(records) <= 210
-    assert len({t.casefold() for t in titles}) == len(titles)
-    chrome = {"new", "Subscribe", "Daily Papers", "byAK and the research community"}
-    assert not chrome & set(titles) and not any(t.startswith("Subscribe") or t.startswith("Get trending")
-                                                for t in titles)
-    by_title = {r["title"]: r for r in records}
-    llaso = by_title["LLaSO: A Foundational Framework for Reproducible Research in Large Language and Speech Model"]
-    assert (llaso["published_at"], llaso["upvotes"], llaso["author_count"]) == ("2025-08-21", 2, 8)
-    assert by_title["Learning to Grasp Anything by Playing with Random Toys"]["organization"] == "Berkeley UC Berkeley"
-    assert "Multi-hop Reasoning via Early Knowledge Alignment" in by_title
-    assert records == sample_records()  # the committed JSON is what the seeds give
+def test_bare_paper_falls_back_to_item_fields_and_ignores_wrong_types() -> None:
+    paper = parse_paper({"paper": {"id": "2503.00002", "upvotes": 2.0, "githubStars": 12.0,
+                                   "ai_keywords": ["ok", 3, None], "authors": "not a list of objects"},
+                         "title": "Outer\n title", "summary": "Outer summary", "publishedAt": "2026-03-02T08:00:00Z",
+                         "organization": {"name": "org-only"}})
+    assert (paper.title, paper.summary, paper.upvotes, paper.github_stars) == ("Outer title", "Outer summary", 2, 12)
+    assert paper.ai_keywords == ("ok",) and paper.authors == () and paper.author_count == 0
+    assert paper.published_at == datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
+    assert paper.organization == "org-only"
 
 
-def test_loaded_sample_has_no_invented_arxiv_ids() -> None:
-    papers = load_sample()
-    assert len(papers) > 150
-    assert all(p.paper_id.startswith("sample:") and p.arxiv_id is None and p.arxiv_url is None for p in papers)
-    assert papers[0].page_url.startswith("https://huggingface.co/papers?q=")
-    assert len({p.paper_id for p in papers}) == len(papers)
+def test_rate_limit_reset_forms_and_garbage() -> None:
+    assert retry_after_seconds(httpx.Headers({"Retry-After": "1.5"})) == 1.5
+    assert retry_after_seconds(httpx.Headers({"RateLimit-Reset": "12"})) == 12
+    assert retry_after_seconds(httpx.Headers({"RateLimit": '"fixed";r=0;t=3, "api";r=5;t=9'})) == 3
+    assert retry_after_seconds(httpx.Headers({"X-RateLimit-Reset": "1767225600"})) is None  # an epoch, not a wait
+    assert retry_after_seconds(httpx.Headers({"Retry-After": "soon"})) is None
+    assert retry_after_seconds(httpx.Headers({"Retry-After": "-4"})) is None
+    past = "Thu, 01 Jan 2026 00:00:00 GMT"
+    assert retry_after_seconds(httpx.Headers({"Retry-After": past}),
+                               now=datetime(2026, 1, 2, tzinfo=timezone.utc)) == 0
 
 
-def test_fake_serves_every_seed_paper() -> None:
-    assert len(seed_papers()) == len(sample_records())
+async def test_latest_daily_feed_reads_each_papers_day_from_the_item(client: HuggingFaceClient,
+                                                                     fake: FakeHuggingFace) -> None:
+    papers = await client.daily_papers(limit=3)
+    assert "date" not in fake.requests[-1][1]
+    assert len(papers) == 3 and all(p.feed_date == FAKE_TODAY for p in papers)
+
+
+async def test_withdrawn_papers_are_left_out(fake: FakeHuggingFace) -> None:
+    fake.fail_next(200, body='[{"paper": {"id": "2501.1", "title": "Gone", "withdrawnAt": "2026-01-01T00:00:00Z"}},'
+                             ' {"paper": {"id": "2501.2", "title": "Here", "withdrawnAt": null}}]')
+    async with HuggingFaceClient(fake.url) as hf:
+        assert [p.title for p in await hf.search("x")] == ["Here"]
+
+
+async def test_rate_limit_header_wait_is_capped(fake: FakeHuggingFace, sleep: RecordedSleep) -> None:
+    fake.fail_next(429, headers={"RateLimit": '"api";r=0;t=42', "RateLimit-Policy": '"api";q=500;w=300'})
+    fake.fail_next(429, headers={"Retry-After": "3"})
+    async with HuggingFaceClient(fake.url, sleep=sleep, max_backoff=30) as hf:
+        assert await hf.paper("2501.00001") is not None
+    assert sleep.waits == [30.0, 3.0]
+    assert fake.count("/api/papers/2501.00001") == 3
+
+
+async def test_transport_errors_are_retried_then_unavailable(sleep: RecordedSleep) -> None:
+    with FakeHuggingFace() as server:
+        url = server.url  # a port nobody listens on once the server is stopped
+    async with HuggingFaceClient(url, retries=2, sleep=sleep) as hf:
+        with pytest.raises(SourceUnavailable, match="ConnectError"):
+            await hf.daily_papers()
+        assert hf.upstream_calls == 3
+    assert len(sleep.waits) == 2
+    assert sleep.waits[0] <= sleep.waits[1] * 2  # exponential, jittered
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_answer(fake: FakeHuggingFace) -> None:
+    fake.delay = 0.3
+    async with HuggingFaceClient(fake.url) as hf:
+        impatient = asyncio.create_task(hf.search("grokking"))
+        patient = [asyncio.create_task(hf.search("grokking")) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        impatient.cancel()
+        results = await asyncio.gather(*patient)
+        assert all(r and r == results[0] for r in results)
+        assert await hf.search("grokking") == results[0]  # cached by the shared call
+    assert impatient.cancelled()
+    assert fake.count("/api/papers/search") == 1
+
+
+async def test_fake_answers_200_concurrent_connections_in_parallel(fake: FakeHuggingFace) -> None:
+    fake.delay = 0.5
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=fake.url, limits=limits, timeout=20) as http:
+        started = time.monotonic()
+        answers = await asyncio.gather(*(http.get("/api/papers/search", params={"q": f"w{n}"}) for n in range(200)))
+        elapsed = time.monotonic() - started
+    assert all(a.status_code == 200 for a in answers)
+    assert len(fake.requests) == 200
+    assert elapsed < 5  # serialised, 200 answers of 0.5 s would take 100 s
+
+
+async def test_fake_search_orders_by_words_matched_then_upvotes(fake: FakeHuggingFace) -> None:
+    async with httpx.AsyncClient(base_url=fake.url) as http:
+        items = (await http.get("/api/papers/search", params={"q": "compositional generalization", "limit": 50})).json()
+        bad = await http.get("/api/papers/search", params={"q": "x", "limit": "many"})
+    keys = [(sum(w in f"{i['paper']['title']} {i['paper']['summary']}".casefold()
+                 for w in ("compositional", "generalization")), i["paper"]["upvotes"]) for i in items]
+    assert keys == sorted(keys, reverse=True) and keys[0][0] == 2
+    assert bad.status_code == 400

@@ -60,17 +60,31 @@ def seed_papers() -> list[dict[str, Any]]:
 
 
 def daily_item(paper: dict[str, Any], day: date) -> dict[str, Any]:
-    """A daily-papers item: the paper nested under ``paper`` plus the submission's own fields."""
-    return {
-        "paper": paper,
+    """A daily-papers item, as ``/api/daily_papers`` answers.
+
+    The paper is nested under ``paper`` (with ``submittedOnDailyAt`` and ``submittedOnDailyBy``);
+    the item repeats the submitter's ``title``/``summary`` and carries ``publishedAt`` (the day
+    it reached the feed), ``thumbnail``, ``numComments``, ``submittedBy`` and, for papers of an
+    organization, ``organization``.
+    """
+    submitter = {"_id": "60f1abe7544c2adfd699860c", "avatarUrl": "https://cdn.example/avatars/ak.png",
+                 "fullname": "AK", "name": "akhaliq", "type": "user", "isPro": False, "isHf": True,
+                 "isHfAdmin": False, "isMod": False, "followerCount": 9000}
+    nested = {**paper, "submittedOnDailyAt": _iso(day), "submittedOnDailyBy": submitter}
+    item: dict[str, Any] = {
+        "paper": nested,
         "publishedAt": _iso(day),
         "title": paper["title"],
         "summary": paper.get("summary", ""),
         "thumbnail": f"https://cdn.example/thumbs/{paper['id']}.png",
+        "mediaUrls": [],
         "numComments": 2,
-        "submittedBy": {"_id": "u1", "user": "akhaliq", "fullname": "AK", "type": "user"},
+        "submittedBy": submitter,
         "isAuthorParticipating": False,
     }
+    if paper.get("organization"):
+        item["organization"] = {**paper["organization"], "avatar": "https://cdn.example/org.png"}
+    return item
 
 
 def search_item(paper: dict[str, Any]) -> dict[str, Any]:
@@ -178,21 +192,27 @@ class FakeHuggingFace:
     async def _daily(self, request: web.Request) -> web.Response:
         if (failure := await self._prelude(request)) is not None:
             return failure
-        day = request.query.get("date") or (max(self.daily) if self.daily else "")
+        try:
+            limit = min(100, max(1, int(request.query.get("limit", "50"))))
+            page = max(0, int(request.query.get("p", "0")))
+            day = request.query.get("date") or (max(self.daily) if self.daily else "")
+            day_value = date.fromisoformat(day) if day else FAKE_TODAY
+        except ValueError:
+            return web.json_response({"error": "Invalid query parameters"}, status=400)
         papers = list(self.daily.get(day, []))
         if request.query.get("sort", "publishedAt") == "trending":
             papers.sort(key=lambda p: -p.get("upvotes", 0))
-        limit = min(100, int(request.query.get("limit", "50")))
-        page = int(request.query.get("p", "0"))
         chosen = papers[page * limit:(page + 1) * limit]
-        day_value = date.fromisoformat(day) if day else FAKE_TODAY
         return web.json_response([daily_item(p, day_value) for p in chosen])
 
     async def _search(self, request: web.Request) -> web.Response:
         if (failure := await self._prelude(request)) is not None:
             return failure
         words = [w for w in request.query.get("q", "").casefold().split() if w]
-        limit = min(120, int(request.query.get("limit", "20")))
+        try:
+            limit = min(120, max(1, int(request.query.get("limit", "20"))))
+        except ValueError:
+            return web.json_response({"error": "Invalid query parameters"}, status=400)
         scored = []
         for paper in self.papers:
             text = f"{paper['title']} {paper.get('summary', '')}".casefold()
