@@ -39,6 +39,8 @@ from bot.text import clean_line
 log = logging.getLogger(__name__)
 
 _RATE_LIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
+# New-style arXiv ids (2501.01234, 2501.01234v2) and old-style ones (hep-th/9901001).
+_PAPER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{3,40}(?:/[0-9]{7})?(?:v[0-9]+)?")
 CacheKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
@@ -258,7 +260,7 @@ class HuggingFaceClient:
 
     async def paper(self, arxiv_id: str) -> Paper | None:
         """One paper by arXiv id, or None when Hugging Face does not know it."""
-        if not re.fullmatch(r"[A-Za-z0-9._/-]{4,64}", arxiv_id):
+        if not _PAPER_ID.fullmatch(arxiv_id) or ".." in arxiv_id:  # never a path outside /api/papers/
             return None
         def parse(payload: Any) -> Paper | None:
             if payload is None:

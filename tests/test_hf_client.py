@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, timezone
 import time
@@ -332,3 +333,23 @@ async def test_fake_search_orders_by_words_matched_then_upvotes(fake: FakeHuggin
                  for w in ("compositional", "generalization")), i["paper"]["upvotes"]) for i in items]
     assert keys == sorted(keys, reverse=True) and keys[0][0] == 2
     assert bad.status_code == 400
+
+
+async def test_odd_paper_ids_never_leave_the_papers_path(client: HuggingFaceClient, fake: FakeHuggingFace) -> None:
+    for odd in ("../daily_papers", "2501.00001/../../x", "", "a b", "/etc"):
+        assert await client.paper(odd) is None
+    assert fake.requests == []
+    assert await client.paper("hep-th/9901001") is None  # well-formed, unknown: asked, 404
+    assert fake.requests[-1][0] == "/api/papers/hep-th/9901001"
+
+
+async def test_the_token_never_reaches_the_logs(fake: FakeHuggingFace, sleep: RecordedSleep,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.fail_next(503)
+    fake.fail_next(401)
+    async with HuggingFaceClient(fake.url, token="hf_topsecret123", sleep=sleep) as hf:
+        with pytest.raises(SourceUnavailable) as failure:
+            await hf.search("secrets")
+    assert "hf_topsecret123" not in caplog.text + str(failure.value) + repr(hf)
+    assert "HTTP 503" in caplog.text
