@@ -1,0 +1,231 @@
+"""The Discord adapter: a discord.py client wired to the core, plus addressed sends.
+
+* Intents: none. Slash commands, autocomplete and buttons arrive as
+  interactions, which need no gateway intent at all, so no privileged intent
+  (members, presences, message content) is ever requested.
+* Sharding: ``DISCORD_SHARDS=auto`` runs an ``AutoShardedClient`` with the
+  shard count Discord recommends; a number above 1 runs that many shards in
+  this process; the default ``1`` is a plain ``Client``.
+* Commands sync to ``DISCORD_GUILD_ID`` when set (instant, for development),
+  otherwise globally (Discord may take a while to show changes everywhere).
+* Sends go through discord.py's REST client and its rate-limit handling,
+  always with ``AllowedMentions.none()``; a 429 that asks for more than
+  :data:`MAX_RATELIMIT_WAIT` seconds, or that outlasts discord.py's five
+  tries, becomes ``SendError(RATE_LIMITED)`` instead of waiting forever.
+
+``DISCORD_API_URL`` (e.g. ``http://127.0.0.1:8080/api/v10``) replaces the REST
+base for this client only: discord.py builds URLs from ``Route.BASE``, a class
+attribute shared by every client in the process, so instead of changing it
+this adapter rewrites the prefix of its own requests — REST calls through a
+wrapper on its ``HTTPClient.request``, interaction callbacks and webhooks
+through discord.py's webhook-adapter context variable (``async_context``),
+set in the context that the gateway task, and every task it spawns, runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import discord
+from discord.http import Route
+from discord.webhook.async_ import AsyncWebhookAdapter, async_context
+
+from adapters.base import SendError, SentMessage
+from adapters.discord.commands import DiscordCommands
+from adapters.discord.errors import send_error
+from adapters.discord.payloads import PLATFORM
+from adapters.discord.render import message_payload
+from bot.core import Paperboy
+from bot.models import ChannelRef, Reply, UserRef
+from bot.settings import Settings
+from storage.repositories import Storage
+
+log = logging.getLogger(__name__)
+
+MAX_RATELIMIT_WAIT = 30.0   # discord.py's minimum; longer waits raise RateLimited instead of sleeping
+
+# What the bot needs: see channels, post in them (and in threads), and embed links for paper cards.
+# Interaction replies, follow-ups and DMs need no server permission at all.
+BOT_PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
+                                      embed_links=True)
+OAUTH_SCOPES = ("bot", "applications.commands")
+
+
+def invite_url(application_id: int, guild_id: int | None = None) -> str:
+    """The link a server admin opens to add Paperboy, with exactly :data:`BOT_PERMISSIONS`."""
+    guild = discord.Object(guild_id) if guild_id else discord.utils.MISSING
+    return discord.utils.oauth_url(application_id, permissions=BOT_PERMISSIONS, scopes=OAUTH_SCOPES, guild=guild)
+
+
+def rebase_route(route: Route, base: str) -> Route:
+    """A copy of ``route`` aimed at ``base`` instead of discord.com."""
+    if not route.url.startswith(Route.BASE):
+        return route
+    rebased = copy.copy(route)
+    rebased.url = base + route.url[len(Route.BASE):]
+    return rebased
+
+
+class RebasedWebhookAdapter(AsyncWebhookAdapter):
+    """discord.py's webhook adapter (interaction callbacks, follow-ups) aimed at another base URL."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+
+    async def request(self, route: Route, *args: Any, **kwargs: Any) -> Any:
+        return await super().request(rebase_route(route, self.base), *args, **kwargs)
+
+
+def rebase_rest(http: discord.http.HTTPClient, base: str) -> None:
+    """Aim one client's REST requests at ``base`` (an instance attribute; other clients are untouched)."""
+    request = http.request
+
+    async def rebased_request(route: Route, **kwargs: Any) -> Any:
+        return await request(rebase_route(route, base), **kwargs)
+
+    http.request = rebased_request  # type: ignore[method-assign]
+
+
+def shard_options(value: str) -> tuple[bool, int | None]:
+    """``DISCORD_SHARDS`` as (use AutoShardedClient, shard count or None for Discord's recommendation)."""
+    text = value.strip().lower()
+    if text == "auto":
+        return True, None
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"DISCORD_SHARDS must be 'auto' or a number, not {value!r}") from None
+    if count < 1:
+        raise ValueError("DISCORD_SHARDS must be at least 1")
+    return count > 1, count if count > 1 else None
+
+
+def make_client(settings: Settings) -> discord.Client:
+    """A client with no intents, no mentions allowed and bounded rate-limit waits."""
+    sharded, count = shard_options(settings.discord_shards)
+    options: dict[str, Any] = dict(
+        intents=discord.Intents.none(),
+        allowed_mentions=discord.AllowedMentions.none(),
+        max_ratelimit_timeout=MAX_RATELIMIT_WAIT,
+        chunk_guilds_at_startup=False,
+        member_cache_flags=discord.MemberCacheFlags.none(),
+    )
+    if sharded:
+        return discord.AutoShardedClient(shard_count=count, **options)
+    return discord.Client(**options)
+
+
+class DiscordAdapter:
+    """Paperboy on Discord: slash commands in, embeds out, sends addressed by stored ids."""
+
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings, core: Paperboy, storage: Storage) -> None:
+        if settings.discord_token is None:
+            raise ValueError("DISCORD_TOKEN is not set")
+        self.settings = settings
+        self.core = core
+        self.storage = storage
+        self.commands = DiscordCommands(settings, core, storage)
+        self.client = make_client(settings)
+        self.tree = self.commands.build_tree(self.client)
+        self.api_base = settings.discord_api_url.rstrip("/") if settings.discord_api_url else None
+        self._context = contextvars.copy_context()
+        if self.api_base:
+            rebase_rest(self.client.http, self.api_base)
+            self._context.run(async_context.set, RebasedWebhookAdapter(self.api_base))
+        self._gateway: asyncio.Task[None] | None = None
+        self.invite_url: str | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def login(self) -> None:
+        """Log in over REST, sync the slash commands and log the invite URL (no gateway connection)."""
+        assert self.settings.discord_token is not None
+        await self.client.login(self.settings.discord_token.get_secret_value())
+        application_id = self.client.application_id
+        assert application_id is not None
+        guild_id = self.settings.discord_guild_id
+        if guild_id:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d Discord commands to server %s (instant)", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global Discord commands (may take a while to appear)", len(synced))
+        self.invite_url = invite_url(application_id)
+        log.info("add Paperboy to a Discord server: %s", self.invite_url)
+
+    async def start(self) -> None:
+        """Log in, sync commands, then connect to the gateway in a background task; returns after login."""
+        await self.login()
+        self._gateway = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway",
+                                            context=self._context)
+        self._gateway.add_done_callback(self._gateway_done)
+
+    def _gateway_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("Discord gateway stopped: %s", type(exc).__name__, exc_info=exc)
+
+    async def wait_until_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.client.wait_until_ready(), timeout)
+
+    async def stop(self) -> None:
+        await self.client.close()
+        if self._gateway is not None:
+            self._gateway.cancel()
+            try:
+                await self._gateway
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already logged by the callback
+                pass
+            self._gateway = None
+
+    def dispatch_interaction(self, payload: Mapping[str, Any]) -> None:
+        """Handle one gateway ``INTERACTION_CREATE`` payload, as discord.py does when it arrives.
+
+        Runs in the adapter's context, so its replies use this adapter's API base URL. The
+        handlers run as tasks; await their effects (the tests wait on the fake server).
+        """
+        self._context.run(self.client._connection.parse_interaction_create, dict(payload))  # noqa: SLF001
+
+    # --- sends ---------------------------------------------------------------------------------------------
+
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+        """Post ``reply`` in a channel; raises :class:`SendError`."""
+        target = self.client.get_partial_messageable(int(channel.channel),
+                                                     guild_id=_int_or_none(channel.workspace))
+        return await self._send(target, reply)
+
+    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+        """Open (or reuse) the DM channel with a person, then post ``reply`` there."""
+        try:
+            dm = await self.client.create_dm(discord.Object(int(user.user)))
+        except Exception as exc:  # noqa: BLE001 - mapped to a neutral failure
+            raise _logged(send_error(exc), "open a DM with", user.user) from exc
+        return await self._send(dm, reply)
+
+    async def _send(self, target: discord.abc.Messageable, reply: Reply) -> SentMessage:
+        payload = message_payload(reply)
+        try:
+            message = await target.send(**self.commands.send_kwargs(payload))
+        except Exception as exc:  # noqa: BLE001 - mapped to a neutral failure
+            channel_id = getattr(target, "id", "?")
+            raise _logged(send_error(exc), "post in", channel_id) from exc
+        return SentMessage(channel=str(message.channel.id), message_id=str(message.id))
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+def _logged(error: SendError, action: str, target: object) -> SendError:
+    log.info("Discord: could not %s %s: %s", action, target, error)
+    return error
