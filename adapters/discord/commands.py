@@ -259,7 +259,8 @@ class DiscordCommands:
 
         channel = app_commands.Group(
             name=PAPERS_CHANNEL, description="This channel's daily post of trending papers",
-            guild_only=True, default_permissions=discord.Permissions(manage_channels=True),
+            guild_only=True, allowed_contexts=app_commands.AppCommandContext(guild=True),
+            default_permissions=discord.Permissions(manage_channels=True),
             allowed_installs=app_commands.AppInstallationType(guild=True))
 
         @channel.command(name="on", description="Post the trending papers here every day")

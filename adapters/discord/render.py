@@ -292,11 +292,13 @@ def buttons(reply: Reply, *, share_button: bool = True) -> list[dict[str, Any]]:
     row: list[dict[str, Any]] = []
     share_id = share_custom_id(reply.topic)
     if share_button and reply.papers and share_id:
-        row.append({"type": BUTTON, "style": BUTTON_SECONDARY, "label": "Share in channel", "custom_id": share_id})
+        row.append({"type": BUTTON, "style": BUTTON_SECONDARY, "label": "Share in channel", "custom_id": share_id,
+                    "disabled": False})
     subscribe_id = subscribe_custom_id(reply.topic)
     if subscribe_id:
         label = cut(break_mentions(f"Subscribe to {clean_line(reply.topic)}"), MAX_BUTTON_LABEL)
-        row.append({"type": BUTTON, "style": BUTTON_PRIMARY, "label": label, "custom_id": subscribe_id})
+        row.append({"type": BUTTON, "style": BUTTON_PRIMARY, "label": label, "custom_id": subscribe_id,
+                    "disabled": False})
     return [{"type": ACTION_ROW, "components": row}] if row else []
 
 

@@ -1,0 +1,375 @@
+"""The Discord adapter end to end against a fake Discord REST API on 127.0.0.1.
+
+The real discord.py client logs in, syncs the command tree and sends through its
+own HTTP client (rate limits included); interactions are recorded gateway
+payloads fed to discord.py's own ``parse_interaction_create``, so the command
+tree, autocomplete and buttons run exactly as in production, then the test
+asserts the callback and follow-up bodies the fake received. No gateway
+connection is made and nothing reaches the internet: the paper source is the
+fake Hugging Face server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from adapters.base import Adapter, FailureKind, SendError
+from adapters.discord import DiscordAdapter, message_payload
+from bot.app import App, build_app
+from bot.models import ChannelRef, Reply, ReplyKind, UserRef
+from tests.conftest import make_settings
+from tests.fakes.discord_api import (
+    APPLICATION_ID,
+    CHANNEL_ID,
+    GUILD_ID,
+    MODERATOR_PERMISSIONS,
+    USER_ID,
+    FakeDiscordApi,
+    autocomplete_payload,
+    button_payload,
+    message_with,
+    slash_payload,
+)
+from tests.fakes.hf_api import FakeHuggingFace, seed_papers
+
+TOKEN = "MTIz.discord-bot-token.NEVER-LOG-ME"
+HOSTILE_TITLE = "@everyone Generalization **now** <@123456789012345678> <@&456789012345678901>"
+EPHEMERAL = 64
+
+
+@dataclass
+class Running:
+    app: App
+    adapter: DiscordAdapter
+    api: FakeDiscordApi
+
+    async def interact(self, payload: dict[str, Any], endpoint: str = "edit_original") -> dict[str, Any]:
+        """Feed one interaction and return the body of its answer at ``endpoint``."""
+        before = len(self.api.calls_to(endpoint))
+        self.adapter.dispatch_interaction(payload)
+        calls = await self.api.wait_for(endpoint, before + 1)
+        return calls[before].body
+
+    def callback_for(self, payload: dict[str, Any]) -> dict[str, Any]:
+        [call] = [c for c in self.api.calls_to("interaction_callback") if c.params["interaction"] == payload["id"]]
+        assert call.params["token"] == payload["token"]
+        return call.body
+
+
+@pytest.fixture
+def hf() -> Any:
+    papers = seed_papers()
+    papers[0] = {**papers[0], "title": HOSTILE_TITLE + " " + papers[0]["title"]}
+    with FakeHuggingFace(papers) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeDiscordApi]:
+    async with FakeDiscordApi() as fake:
+        yield fake
+
+
+Start = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_discord(sqlite_url: str, api: FakeDiscordApi, hf: Any) -> AsyncIterator[Start]:
+    started: list[Running] = []
+
+    async def start(url: str = sqlite_url, **extra: Any) -> Running:
+        values = dict(DATABASE_URL=url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False,
+                      DISCORD_TOKEN=TOKEN, DISCORD_API_URL=api.url, **extra)
+        settings = make_settings(**values)
+        app = await asyncio.to_thread(build_app, settings)
+        adapter = DiscordAdapter(settings, app.core, app.storage)
+        await adapter.login()            # REST only: no gateway connection in tests
+        running = Running(app, adapter, api)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.adapter.stop()
+        await running.app.close()
+
+
+@pytest.fixture
+async def running(start_discord: Start) -> Running:
+    return await start_discord()
+
+
+def without_flags(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """discord.py adds ``flags: 0`` to every embed it sends; Discord ignores it."""
+    return [{k: v for k, v in e.items() if k != "flags"} for e in embeds]
+
+
+# --- login, sync, invite ---------------------------------------------------------------------------------
+
+
+async def test_login_syncs_commands_globally_and_logs_the_invite_url(
+        start_discord: Start, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    running = await start_discord()
+    assert isinstance(running.adapter, Adapter) and running.adapter.platform == "discord"
+    api = running.api
+    assert api.names() == ["get_me", "get_application", "sync_global"]
+    assert all(c.authorization == f"Bot {TOKEN}" for c in api.calls)
+    commands = {c["name"]: c for c in api.calls_to("sync_global")[0].body}
+    assert set(commands) == {"papers", "papers-channel"}
+    papers = commands["papers"]
+    assert [o["name"] for o in papers["options"]] == ["search", "today", "subscribe", "unsubscribe",
+                                                      "subscriptions", "help", "alerts"]
+    assert papers.get("default_member_permissions") is None
+    channel = commands["papers-channel"]
+    assert str(channel["default_member_permissions"]) == "16"     # Manage Channels
+    assert channel["contexts"] == [0]                             # servers only
+    assert [o["name"] for o in channel["options"]] == ["on", "off", "show"]
+    on_options = {o["name"]: o for o in channel["options"][0]["options"]}
+    assert on_options["timezone"]["autocomplete"] is True
+    unsubscribe = [o for o in papers["options"] if o["name"] == "unsubscribe"][0]
+    assert unsubscribe["options"][0]["autocomplete"] is True
+    url = running.adapter.invite_url
+    assert url == (f"https://discord.com/oauth2/authorize?client_id={APPLICATION_ID}"
+                   "&scope=bot+applications.commands&permissions=274877926400")
+    assert url in caplog.text
+    assert TOKEN not in caplog.text
+
+
+async def test_guild_id_syncs_to_that_server_only(start_discord: Start) -> None:
+    running = await start_discord(DISCORD_GUILD_ID=GUILD_ID)
+    assert running.api.names() == ["get_me", "get_application", "sync_guild"]
+    assert running.api.calls_to("sync_guild")[0].params["guild"] == GUILD_ID
+    assert {c["name"] for c in running.api.commands[GUILD_ID]} == {"papers", "papers-channel"}
+
+
+# --- sends --------------------------------------------------------------------------------------------------
+
+
+async def search(running: Running, topic: str = "generalization") -> Reply:
+    return await running.app.core.search_reply(topic)
+
+
+async def test_send_to_channel_posts_the_previewed_payload_with_no_mentions(running: Running) -> None:
+    reply = await search(running)
+    sent = await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    [call] = running.api.calls_to("create_message")
+    assert call.params["channel"] == CHANNEL_ID and sent.channel == CHANNEL_ID and sent.message_id
+    preview = message_payload(reply)
+    assert call.body["allowed_mentions"] == {"parse": []}
+    assert call.body["content"] == preview["content"]
+    assert without_flags(call.body["embeds"]) == preview["embeds"]
+    assert call.body["components"] == preview["components"]
+    assert "@everyone" not in str(call.body) and "<@123456789012345678>" not in str(call.body)
+
+
+async def test_send_to_user_opens_a_dm_then_posts(running: Running) -> None:
+    reply = Reply(kind=ReplyKind.PERSONAL_ALERT, title="Your daily papers", lines=("Nothing new.",), ephemeral=False)
+    sent = await running.adapter.send_to_user(UserRef("discord", GUILD_ID, USER_ID), reply)
+    assert running.api.names()[-2:] == ["create_dm", "create_message"]
+    assert running.api.calls_to("create_dm")[0].body == {"recipient_id": int(USER_ID)}
+    dm_channel = running.api.calls_to("create_message")[0].params["channel"]
+    assert sent.channel == dm_channel != CHANNEL_ID
+    assert running.api.calls_to("create_message")[0].body["allowed_mentions"] == {"parse": []}
+
+
+@pytest.mark.parametrize(("code", "kind"), [(50007, FailureKind.DMS_CLOSED), (10003, FailureKind.TARGET_GONE),
+                                            (50013, FailureKind.FORBIDDEN), (50035, FailureKind.TRANSIENT)])
+async def test_channel_send_failures_raise_their_kind(running: Running, code: int, kind: FailureKind) -> None:
+    running.api.fail("create_message", code, channel=CHANNEL_ID)
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    with pytest.raises(SendError) as caught:
+        await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    assert caught.value.kind is kind and caught.value.detail == str(code)
+    assert TOKEN not in str(caught.value)
+
+
+async def test_dm_to_a_person_who_does_not_accept_dms_raises_dms_closed(running: Running) -> None:
+    running.api.fail("create_message", 50007)
+    reply = Reply(kind=ReplyKind.PERSONAL_ALERT, title="Your daily papers", lines=("x",), ephemeral=False)
+    with pytest.raises(SendError) as caught:
+        await running.adapter.send_to_user(UserRef("discord", GUILD_ID, USER_ID), reply)
+    assert caught.value.kind is FailureKind.DMS_CLOSED
+
+
+async def test_short_429_is_retried_by_discord_py(running: Running) -> None:
+    running.api.rate_limit("create_message", retry_after=0.05)
+    running.api.rate_limit("create_message", retry_after=0.05, is_global=True)
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    sent = await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    assert sent.message_id and len(running.api.calls_to("create_message")) == 3
+
+
+async def test_long_429_is_not_waited_for_but_reported_with_retry_after(running: Running) -> None:
+    running.api.rate_limit("create_message", retry_after=120.0)
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    started = time.monotonic()
+    with pytest.raises(SendError) as caught:
+        await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    assert time.monotonic() - started < 5
+    assert caught.value.kind is FailureKind.RATE_LIMITED and caught.value.retry_after == 120.0
+
+
+async def test_persistent_429_ends_after_discord_py_tries_instead_of_forever(running: Running) -> None:
+    running.api.rate_limit("create_message", retry_after=0.01, times=None)
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    with pytest.raises(SendError) as caught:
+        await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    assert caught.value.kind is FailureKind.RATE_LIMITED
+    assert len(running.api.calls_to("create_message")) == 5
+
+
+async def test_429_without_discords_proxy_header_is_reported_not_retried(running: Running) -> None:
+    running.api.rate_limit("create_message", retry_after=3, via=False)
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    with pytest.raises(SendError) as caught:
+        await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    assert caught.value.kind is FailureKind.RATE_LIMITED and caught.value.retry_after == 3.0
+    assert len(running.api.calls_to("create_message")) == 1
+
+
+# --- slash commands -----------------------------------------------------------------------------------------
+
+
+async def test_search_defers_ephemerally_then_edits_in_the_results_with_buttons(running: Running) -> None:
+    payload = slash_payload("papers", "search", topic="Generalization")
+    body = await running.interact(payload)
+    names = running.api.names()
+    assert names.index("interaction_callback") < names.index("edit_original")
+    assert running.callback_for(payload) == {"type": 5, "data": {"flags": EPHEMERAL}}
+    edit = running.api.calls_to("edit_original")[0]
+    assert edit.params == {"app": APPLICATION_ID, "token": payload["token"]}
+    assert body["allowed_mentions"] == {"parse": []}
+    assert body["content"].startswith("**Papers on “generalization”**")
+    assert 1 <= len(body["embeds"]) <= 10
+    assert all(e["url"].startswith("https://huggingface.co/papers/") for e in body["embeds"])
+    buttons = body["components"][0]["components"]
+    assert [(b["label"], b["custom_id"]) for b in buttons] == [
+        ("Share in channel", "paperboy:share:generalization"),
+        ("Subscribe to generalization", "paperboy:subscribe:generalization")]
+    text = json.dumps(body, ensure_ascii=False)
+    assert "@everyone" not in text and "<@123456789012345678>" not in text and "<@&456789012345678901>" not in text
+    assert any("@\u200beveryone Generalization \\*\\*now\\*\\*" in e["title"] for e in body["embeds"])
+
+
+async def test_subscribe_then_unsubscribe_autocompletes_own_topics(running: Running) -> None:
+    body = await running.interact(slash_payload("papers", "subscribe", topic="Diffusion Models"))
+    assert body["embeds"][0]["title"] == "Subscribed to “diffusion models”"
+    await running.interact(slash_payload("papers", "subscribe", topic="generalization"))
+    await running.interact(slash_payload("papers", "subscribe", topic="robotics", user_id="830000000000000099"))
+
+    payload = autocomplete_payload("papers", "unsubscribe", focused="topic", value="gen")
+    assert await running.interact(payload, endpoint="interaction_callback") == {"type": 8, "data": {"choices": [
+        {"name": "generalization", "value": "generalization"}]}}
+    everything = autocomplete_payload("papers", "unsubscribe", focused="topic", value="")
+    choices = (await running.interact(everything, endpoint="interaction_callback"))["data"]["choices"]
+    assert [c["value"] for c in choices] == [
+        "diffusion models", "generalization"]         # not the other person's "robotics"
+
+    body = await running.interact(slash_payload("papers", "unsubscribe", topic="generalization"))
+    assert body["embeds"][0]["title"] == "Unsubscribed from “generalization”"
+    topics = await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID))
+    assert topics == ["diffusion models"]
+
+
+async def test_timezone_is_autocompleted(running: Running) -> None:
+    payload = autocomplete_payload("papers-channel", "on", focused="timezone", value="berlin", time="09:00")
+    body = await running.interact(payload, endpoint="interaction_callback")
+    assert body["data"]["choices"] == [{"name": "Europe/Berlin", "value": "Europe/Berlin"}]
+
+
+async def test_channel_commands_are_rechecked_against_manage_channels(running: Running) -> None:
+    body = await running.interact(slash_payload("papers-channel", "on", time="08:15", timezone="Europe/Berlin"))
+    assert body["embeds"][0]["title"] == "Not allowed"
+    channel = ChannelRef("discord", GUILD_ID, CHANNEL_ID)
+    assert await running.app.storage.channels.get(channel) is None
+
+    body = await running.interact(slash_payload("papers-channel", "on", time="08:15", timezone="europe/berlin",
+                                                permissions=MODERATOR_PERMISSIONS))
+    assert body["embeds"][0]["title"] == "Daily post on"
+    assert "08:15 Europe/Berlin" in body["embeds"][0]["description"]
+    setting = await running.app.storage.channels.get(channel)
+    assert setting is not None and setting.enabled and setting.created_by == USER_ID
+
+    body = await running.interact(slash_payload("papers-channel", "show"))
+    assert body["embeds"][0]["title"] == "This channel's daily post"
+    body = await running.interact(slash_payload("papers-channel", "off", permissions=MODERATOR_PERMISSIONS))
+    assert body["embeds"][0]["title"] == "Daily post off"
+
+
+async def test_today_alerts_and_subscriptions(running: Running) -> None:
+    body = await running.interact(slash_payload("papers", "today"))
+    assert body["content"].startswith("**Trending papers")
+    assert not body.get("components") and 1 <= len(body["embeds"]) <= 10
+    body = await running.interact(slash_payload("papers", "alerts", "on", time="07:45", timezone="Asia/Tokyo"))
+    assert body["embeds"][0]["description"].startswith("Your alerts arrive daily at 07:45 Asia/Tokyo.")
+    body = await running.interact(slash_payload("papers", "subscriptions"))
+    assert body["embeds"][0]["title"] == "Your topics"
+    body = await running.interact(slash_payload("papers", "alerts", "off"))
+    assert body["embeds"][0]["title"] == "Alerts off"
+
+
+async def test_paused_alerts_notice_is_shown_on_the_next_command(running: Running) -> None:
+    user = UserRef("discord", GUILD_ID, USER_ID)
+    await running.interact(slash_payload("papers", "subscribe", topic="generalization"))
+    await running.app.storage.topics.pause(user, "dms closed", "Your alerts are paused: allow DMs from Paperboy.")
+    body = await running.interact(slash_payload("papers", "subscriptions"))
+    assert "*Your alerts are paused: allow DMs from Paperboy.*" in body["content"]
+    body = await running.interact(slash_payload("papers", "subscriptions"))
+    assert "paused: allow" not in (body["content"] or "")     # shown once
+
+
+async def test_invalid_option_answers_with_help_and_the_problem(running: Running) -> None:
+    body = await running.interact(slash_payload("papers", "alerts", "on", time="31:00"))
+    assert body["embeds"][0]["title"].startswith("Paperboy")
+    assert "hours run 00-23" in body["content"]
+
+
+# --- buttons ---------------------------------------------------------------------------------------------
+
+
+async def test_share_button_reposts_the_results_publicly_naming_who_shared(running: Running) -> None:
+    components = message_payload(await search(running))["components"]
+    payload = button_payload("paperboy:share:generalization", message_with(components))
+    body = await running.interact(payload, endpoint="followup")
+    assert running.callback_for(payload) == {"type": 6}          # acknowledged; the ephemeral message stays
+    assert running.api.calls_to("followup")[0].query.get("wait") in ("1", "true")
+    assert not (body.get("flags") or 0) & EPHEMERAL               # public
+    assert body["content"].startswith(f"<@{USER_ID}> shared a search:\n**Papers on “generalization”**")
+    assert body["allowed_mentions"] == {"parse": []}              # the sharer's name shows, nobody is pinged
+    assert [b["label"] for b in body["components"][0]["components"]] == ["Subscribe to generalization"]
+    assert len(body["embeds"]) >= 1
+
+
+async def test_subscribe_button_subscribes_the_presser(running: Running) -> None:
+    components = message_payload(await search(running))["components"]
+    payload = button_payload("paperboy:subscribe:generalization", message_with(components),
+                             user_id="830000000000000042")
+    body = await running.interact(payload)
+    assert running.callback_for(payload) == {"type": 5, "data": {"flags": EPHEMERAL}}
+    assert body["embeds"][0]["title"] == "Subscribed to “generalization”"
+    assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, "830000000000000042")) == [
+        "generalization"]
+
+
+async def test_commands_in_direct_messages_use_the_dm_workspace(running: Running) -> None:
+    body = await running.interact(slash_payload("papers", "subscribe", topic="robotics", guild_id=None))
+    assert body["embeds"][0]["title"] == "Subscribed to “robotics”"
+    assert await running.app.storage.topics.topics(UserRef("discord", "dm", USER_ID)) == ["robotics"]
+
+
+@pytest.mark.parametrize("db", ["postgresql"])
+async def test_subscribe_and_channel_on_postgresql(start_discord: Start, postgres_url: str, db: str) -> None:
+    running = await start_discord(postgres_url)
+    await running.interact(slash_payload("papers", "subscribe", topic="generalization"))
+    body = await running.interact(slash_payload("papers-channel", "on", permissions=MODERATOR_PERMISSIONS))
+    assert body["embeds"][0]["title"] == "Daily post on"
+    assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID)) == ["generalization"]
