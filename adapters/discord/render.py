@@ -280,8 +280,7 @@ def _content(reply: Reply, *, has_papers: bool, more: int) -> str:
         parts.extend(escape_fit(discord_hint(line), 300) for line in reply.lines)
     parts.extend(f"*{escape_fit(notice, NOTICE_LIMIT)}*" for notice in reply.notices[:3])
     if more > 0:
-        parts.append(f"…and {more:,} more" + (f" — see more with /papers search {escape_fit(reply.topic, 120)}"
-                                              if reply.topic and reply.kind is ReplyKind.SEARCH else "."))
+        parts.append(f"…and {more:,} more.")
     return cut("\n".join(parts), MAX_CONTENT)
 
 
