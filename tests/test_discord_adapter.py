@@ -373,3 +373,15 @@ async def test_subscribe_and_channel_on_postgresql(start_discord: Start, postgre
     body = await running.interact(slash_payload("papers-channel", "on", permissions=MODERATOR_PERMISSIONS))
     assert body["embeds"][0]["title"] == "Daily post on"
     assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID)) == ["generalization"]
+
+
+async def test_api_url_is_per_client_and_leaks_into_no_global_state(running: Running) -> None:
+    from discord.http import Route
+    from discord.webhook.async_ import async_context
+
+    from adapters.discord.adapter import RebasedWebhookAdapter
+
+    assert Route.BASE == "https://discord.com/api/v10"
+    assert not isinstance(async_context.get(), RebasedWebhookAdapter)       # this test's own context
+    inside = running.adapter._context.run(async_context.get)  # noqa: SLF001 - the context the gateway runs in
+    assert isinstance(inside, RebasedWebhookAdapter) and inside.base == running.api.url

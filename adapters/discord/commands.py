@@ -35,20 +35,14 @@ from adapters.discord.payloads import (
     context_from_interaction,
     user_ref,
 )
-from adapters.discord.render import (
-    BUTTON_PRIMARY,
-    SHARE_PREFIX,
-    SUBSCRIBE_PREFIX,
-    build_embeds,
-    message_payload,
-)
+from adapters.discord.render import BUTTON_PRIMARY, build_embeds, message_payload
 from bot import commands as cmd
 from bot.commands import CommandArgs
 from bot.core import Paperboy, error_reply
 from bot.models import Reply
 from bot.schedule import search_timezones
 from bot.settings import Settings
-from bot.text import InputError, normalize_topic, shorten
+from bot.text import InputError, normalize_topic
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -285,7 +279,7 @@ class DiscordCommands:
         tree = app_commands.CommandTree(client)
         for group in self.groups():
             tree.add_command(group)
-        tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+        tree.error(self._on_tree_error)
         client.add_dynamic_items(self.button_type)
         return tree
 
