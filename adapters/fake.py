@@ -7,8 +7,8 @@ for every send (:meth:`FakeAdapter.rate_limit_storm`), so the delivery code's
 handling of each :class:`~adapters.base.FailureKind` can be tested.
 
 :class:`HttpPlatformAdapter` sends each message as a small JSON document to a
-fake platform API on loopback (``POST {base_url}/send``) with httpx and maps
-HTTP answers to :class:`~adapters.base.SendError` the way the Slack and
+fake platform API on loopback (``POST {base_url}/send``) with aiohttp (as
+slack_sdk's ``AsyncWebClient`` does) and maps HTTP answers to :class:`~adapters.base.SendError` the way the Slack and
 Discord adapters map theirs (429 + ``Retry-After`` -> ``RATE_LIMITED``).
 """
 
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
 from adapters.base import FailureKind, SendError, SentMessage
 from bot.models import ChannelRef, CommandContext, Reply, UserRef
@@ -160,49 +161,64 @@ def message_document(target: Target, reply: Reply) -> dict[str, Any]:
     }
 
 
+ERROR_KINDS = {"channel_not_found": FailureKind.TARGET_GONE, "not_in_channel": FailureKind.NOT_IN_CHANNEL,
+               "forbidden": FailureKind.FORBIDDEN, "dms_closed": FailureKind.DMS_CLOSED,
+               "invalid_auth": FailureKind.INSTALL_GONE}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
 class HttpPlatformAdapter:
     """Posts messages to a fake platform API over HTTP (tests and benchmarks).
 
-    Connections are spread over several small httpx clients: httpcore's pool
-    checks every connection on each request, so one pool of 64 connections
-    spends more time on bookkeeping than on sending.
+    One aiohttp ``ClientSession`` with a connection pool of ``concurrency``
+    keep-alive connections, created at the first send (it needs the running
+    event loop).
     """
-
-    CONNECTIONS_PER_CLIENT = 8
 
     def __init__(self, base_url: str, *, platform: str = "fake", concurrency: int = 64,
                  timeout: float = 30.0) -> None:
         self.platform = platform
-        per_client = min(self.CONNECTIONS_PER_CLIENT, max(1, concurrency))
-        self._clients = [
-            httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, trust_env=False,
-                              limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client))
-            for _ in range(max(1, -(-concurrency // per_client)))]
-        self._next = itertools.cycle(self._clients)
+        self._url = base_url.rstrip("/") + "/send"
+        self._concurrency = max(1, concurrency)
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._concurrency),
+                timeout=aiohttp.ClientTimeout(total=self._timeout), trust_env=False)
+        return self._session
 
     async def start(self) -> None:
-        return None
+        self._client()
 
     async def stop(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _post(self, target: Target, reply: Reply) -> SentMessage:
+        body = json.dumps(message_document(target, reply), separators=(",", ":")).encode()
         try:
-            response = await next(self._next).post("/send", json=message_document(target, reply))
-        except httpx.HTTPError as exc:
+            async with self._client().post(self._url, data=body, headers=JSON_HEADERS) as response:
+                status = response.status
+                payload = await response.read()
+                retry_after = response.headers.get("Retry-After", "1")
+                json_answer = response.content_type == "application/json"
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise SendError(FailureKind.TRANSIENT, type(exc).__name__) from exc
-        if response.status_code == 200:
-            return SentMessage(channel=target_id(target), message_id=response.json().get("id", ""))
-        if response.status_code == 429:
-            retry_after = float(response.headers.get("Retry-After", "1"))
-            raise SendError(FailureKind.RATE_LIMITED, "ratelimited", retry_after=retry_after)
-        error = response.json().get("error", "") if response.headers.get("content-type", "").startswith(
-            "application/json") else ""
-        kinds = {"channel_not_found": FailureKind.TARGET_GONE, "not_in_channel": FailureKind.NOT_IN_CHANNEL,
-                 "forbidden": FailureKind.FORBIDDEN, "dms_closed": FailureKind.DMS_CLOSED,
-                 "invalid_auth": FailureKind.INSTALL_GONE}
-        raise SendError(kinds.get(error, FailureKind.TRANSIENT), error or str(response.status_code))
+        if status == 200:
+            return SentMessage(channel=target_id(target), message_id=str(json.loads(payload).get("id", "")))
+        if status == 429:
+            raise SendError(FailureKind.RATE_LIMITED, "ratelimited", retry_after=float(retry_after))
+        error = ""
+        if json_answer:
+            try:
+                error = str(json.loads(payload).get("error", ""))
+            except ValueError:
+                error = ""
+        raise SendError(ERROR_KINDS.get(error, FailureKind.TRANSIENT), error or str(status))
 
     async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
         return await self._post(channel, reply)

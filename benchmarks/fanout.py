@@ -3,7 +3,7 @@
 A fake platform API (its own process, 127.0.0.1) accepts at most ``--rate``
 messages per second and answers 429 + ``Retry-After`` beyond it. One delivery
 pass sends everything through :class:`adapters.fake.HttpPlatformAdapter`
-(httpx). Printed: wall time, the bound N/R and their ratio, delivered, lost,
+(aiohttp, the HTTP client slack_sdk's ``AsyncWebClient`` uses). Printed: wall time, the bound N/R and their ratio, delivered, lost,
 duplicated, upstream paper-source calls, peak RSS of the delivering process,
 and the topic-matching time for 100,000 topics against 500 papers.
 
