@@ -67,6 +67,7 @@ MAX_ATTEMPTS = 5
 ALERT_FEED_DAYS = 2
 ALERT_PAPERS_PER_TOPIC = 5
 ALERT_PAPERS_TOTAL = 15
+SECTION_CACHE_SIZE = 20_000
 
 NO_NEW_PAPERS = "no new papers on the feed"
 NOTHING_NEW = "no new papers on the person's topics"
@@ -165,14 +166,23 @@ def _platform(job: Job) -> tuple[str, str]:
 
 
 class AlertMatcher:
-    """Topic matches against one feed, ranked and presented once per distinct topic."""
+    """Topic matches against one feed, ranked and presented once per distinct topic.
 
-    def __init__(self, batch: PaperBatch, *, now: datetime) -> None:
+    Most people share their topics with many others, so the sections of an
+    alert are built once per (topic, room left, papers already taken) and
+    shared between the alerts that need the same one.
+    """
+
+    def __init__(self, batch: PaperBatch, *, now: datetime, section_cache_size: int = SECTION_CACHE_SIZE) -> None:
         self.batch = batch
         self.now = now
         self.index = TopicIndex(list(batch.papers))
         self.paper_ids = tuple(dict.fromkeys(p.paper_id for p in batch.papers))
+        self.notices = tuple(n for n in (batch.notice(),) if n)
         self._ranked: dict[str, list[RankedPaper]] = {}
+        self._ranked_ids: dict[str, frozenset[str]] = {}
+        self._sections: dict[tuple[str, int, frozenset[str]], tuple[Section, tuple[str, ...]]] = {}
+        self._section_cache_size = section_cache_size
 
     def ranked(self, topic: str) -> list[RankedPaper]:
         """Papers matching ``topic``, best first, with why they matched (same rules as search)."""
@@ -183,6 +193,25 @@ class AlertMatcher:
                       for doc, rel in self.index.match(topic)]
             ranked.sort(key=lambda r: (-r.score, -r.paper.upvotes, r.paper.title))
             cached = self._ranked[topic] = [present(r, 0) for r in ranked]
+            self._ranked_ids[topic] = frozenset(r.paper.paper_id for r in cached)
+        return cached
+
+    def _section(self, topic: str, room: int, taken: set[str]) -> tuple[Section, tuple[str, ...]] | None:
+        """The section for ``topic`` without the papers in ``taken`` (at most ``room``) and the ids it shows."""
+        ranked = self.ranked(topic)
+        excluded = self._ranked_ids[topic].intersection(taken) if taken else frozenset()
+        if len(excluded) == len(ranked):
+            return None
+        key = (topic, room, excluded)
+        cached = self._sections.get(key)
+        if cached is None:
+            fresh = [r for r in ranked if r.paper.paper_id not in excluded] if excluded else ranked
+            shown = fresh[:room]
+            section = Section(papers=tuple(replace(r, rank=i + 1) for i, r in enumerate(shown)),
+                              heading=topic, topic=topic, more=len(fresh) - len(shown))
+            cached = (section, tuple(r.paper.paper_id for r in shown))
+            if len(self._sections) < self._section_cache_size:
+                self._sections[key] = cached
         return cached
 
     def compose(self, topics: Sequence[str], already_sent: set[str]) -> tuple[Reply | None, tuple[str, ...]]:
@@ -191,26 +220,24 @@ class AlertMatcher:
         sections: list[Section] = []
         shown_ids: list[str] = []
         for topic in topics:
-            fresh = [r for r in self.ranked(topic) if r.paper.paper_id not in taken]
-            if not fresh:
-                continue
             room = min(ALERT_PAPERS_PER_TOPIC, ALERT_PAPERS_TOTAL - len(shown_ids))
             if room <= 0:
                 break
-            shown = fresh[:room]
-            taken.update(r.paper.paper_id for r in fresh)
-            shown_ids.extend(r.paper.paper_id for r in shown)
-            sections.append(Section(papers=tuple(replace(r, rank=i + 1) for i, r in enumerate(shown)),
-                                    heading=topic, topic=topic, more=len(fresh) - len(shown)))
+            built = self._section(topic, room, taken)
+            if built is None:
+                continue
+            section, ids = built
+            taken |= self._ranked_ids[topic]
+            shown_ids.extend(ids)
+            sections.append(section)
         if not sections:
             return None, ()
         count = len(shown_ids)
-        notices = tuple(n for n in (self.batch.notice(),) if n)
         reply = Reply(
             kind=ReplyKind.PERSONAL_ALERT,
             title="New papers on your topics",
             lines=(f"{count} new paper{'s' if count != 1 else ''} on {len(sections)} of your topics.",),
-            sections=tuple(sections), notices=notices, day=self.batch.day, ephemeral=False,
+            sections=tuple(sections), notices=self.notices, day=self.batch.day, ephemeral=False,
             footer="Your topics: /papers subscriptions · stop these: /papers alerts off",
         )
         return reply, tuple(shown_ids)
