@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 RECORD_BATCH = 500
+RECORD_LINGER = 0.25
 CLAIM_LEASE = timedelta(minutes=10)
 RETRY_DELAY = timedelta(minutes=2)
 MAX_ATTEMPTS = 5
@@ -257,14 +258,22 @@ def summarize(message: Message) -> str:
 
 
 class OutcomeWriter:
-    """Group commit: outcomes queue up while one transaction writes the previous ones."""
+    """Group commit: outcomes queue up while one transaction writes the previous ones.
 
-    def __init__(self, deliveries: Deliveries, stamp, *, batch: int = RECORD_BATCH) -> None:  # noqa: ANN001
+    A write starts once ``batch`` outcomes are waiting or ``linger`` seconds
+    after the first one arrived, whichever is first, so a commit carries many
+    outcomes instead of the few that finished since the last one.
+    """
+
+    def __init__(self, deliveries: Deliveries, stamp, *, batch: int = RECORD_BATCH,  # noqa: ANN001
+                 linger: float = RECORD_LINGER) -> None:
         self._deliveries = deliveries
         self._stamp = stamp
         self._batch = batch
+        self._linger = linger
         self._pending: list[Outcome] = []
         self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
         self._closing = False
         self.lost: int = 0
         self._task = asyncio.create_task(self._loop())
@@ -272,6 +281,8 @@ class OutcomeWriter:
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
         self._wakeup.set()
+        if len(self._pending) >= self._batch:
+            self._full.set()
 
     async def _write(self, outcomes: list[Outcome]) -> None:
         for attempt in range(3):
@@ -287,6 +298,13 @@ class OutcomeWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if self._linger > 0 and not self._closing and len(self._pending) < self._batch:
+                try:
+                    async with asyncio.timeout(self._linger):
+                        await self._full.wait()
+                except TimeoutError:
+                    pass
+            self._full.clear()
             while self._pending:
                 outcomes, self._pending = self._pending[:self._batch], self._pending[self._batch:]
                 await self._write(outcomes)
@@ -296,6 +314,7 @@ class OutcomeWriter:
     async def close(self) -> None:
         self._closing = True
         self._wakeup.set()
+        self._full.set()
         await self._task
 
 

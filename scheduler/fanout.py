@@ -88,7 +88,8 @@ class Sender:
             await self.gates.wait(scope)
             attempts += 1
             try:
-                value = await asyncio.wait_for(attempt(), self.timeout)
+                async with asyncio.timeout(self.timeout):  # unlike wait_for, no extra task per send
+                    value = await attempt()
                 return SendResult(value, None, attempts, rate_limited)
             except SendError as exc:
                 error = exc
