@@ -123,6 +123,34 @@ def _time_of(text: str | None, default: time) -> time:
         return default
 
 
+class _DueTimes:
+    """Next occurrences and local days for one claim batch, computed once per distinct input.
+
+    A batch shares one ``now``, and most subscriptions share a time of day and
+    a zone, so this saves a time-zone computation per row.
+    """
+
+    def __init__(self, now: datetime, fallback_zone: str) -> None:
+        self._now = now
+        self._fallback_zone = fallback_zone
+        self._next: dict[tuple[str | None, time, str], tuple[datetime, str]] = {}
+        self._days: dict[tuple[datetime, str], date] = {}
+
+    def advance(self, text: str | None, default: time, zone: str) -> tuple[datetime, str]:
+        key = (text, default, zone)
+        found = self._next.get(key)
+        if found is None:
+            found = self._next[key] = _advance(self._now, _time_of(text, default), zone, self._fallback_zone)
+        return found
+
+    def local_day(self, instant: datetime, zone: str) -> date:
+        key = (instant, zone)
+        found = self._days.get(key)
+        if found is None:
+            found = self._days[key] = local_day(instant, zone)
+        return found
+
+
 def _insert(conn: AsyncConnection):  # noqa: ANN202 - dialect-specific Insert constructor
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -179,10 +207,10 @@ class Deliveries:
                 return result
             result.scanned = len(rows)
             ledger, advances, meta = [], [], {}
+            times = _DueTimes(now, fallback_zone)
             for row in rows:
-                at = _time_of(row.post_time, time(9, 0))
-                following, zone = _advance(now, at, row.timezone, fallback_zone)
-                day = local_day(row.next_due_at, zone)
+                following, zone = times.advance(row.post_time, time(9, 0), row.timezone)
+                day = times.local_day(row.next_due_at, zone)
                 late = now - row.next_due_at > grace
                 ledger.append(dict(kind=CHANNEL, subscription_id=row.id, day=day, due_at=row.next_due_at,
                                    status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=now,
@@ -225,11 +253,11 @@ class Deliveries:
                 return result
             result.scanned = len(rows)
             ledger, advances, meta = [], [], {}
+            times = _DueTimes(now, schedule.default_zone)
             for row in rows:
-                at = _time_of(row.alert_time, schedule.default_time)
                 zone = row.timezone or row.default_timezone or schedule.default_zone
-                following, zone = _advance(now, at, zone, schedule.default_zone)
-                day = local_day(row.next_due_at, zone)
+                following, zone = times.advance(row.alert_time, schedule.default_time, zone)
+                day = times.local_day(row.next_due_at, zone)
                 late = now - row.next_due_at > grace
                 ledger.append(dict(kind=ALERT, subscription_id=row.id, day=day, due_at=row.next_due_at,
                                    status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=now,
