@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,18 @@ from storage.repositories import Storage
 from tests.pg import PostgresServer, find_pg_bin
 
 _db_counter = itertools.count()
+
+#: Environment variables that configure Paperboy; a developer's own tokens must not leak into tests.
+_CONFIG_PREFIXES = ("SLACK_", "DISCORD_", "PAPERBOY_")
+_CONFIG_NAMES = frozenset({"DATABASE_URL", "PORT"})
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with no Paperboy configuration from the surrounding shell."""
+    for name in list(os.environ):
+        if name.startswith(_CONFIG_PREFIXES) or name in _CONFIG_NAMES:
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")
