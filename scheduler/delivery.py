@@ -15,7 +15,15 @@ Duplicate bound: a message is sent twice only when a process stops after the
 platform accepted it and before its ``sent`` mark was committed -- at most
 ``delivery_concurrency`` sends in progress plus the outcomes waiting for the
 current group commit (at most :data:`RECORD_BATCH`) per crashed process. Those
-rows stay ``claimed`` and are sent again once the claim lease expires.
+rows stay ``claimed`` and are sent again once the claim lease expires. A live
+pass renews the lease of every claim it still holds every third of the lease
+(:meth:`Deliveries.renew`), so however long a pass runs, its claims are never
+taken over while it is working on them.
+
+A pass never sends posts or alerts built from the offline sample: when
+Hugging Face cannot be reached and nothing is stored, the jobs fail with
+"paper source unavailable" and are retried by later passes within the grace
+window.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ from storage.deliveries import (
     Schedule,
 )
 
+from bot.papers import Origin
+
 if TYPE_CHECKING:  # bot.app pulls in the HTTP client; the pass only needs its attributes
     from bot.app import App
     from bot.papers import PaperBatch
@@ -74,6 +84,7 @@ NO_NEW_PAPERS = "no new papers on the feed"
 NOTHING_NEW = "no new papers on the person's topics"
 NO_TOPICS = "follows no topics"
 SOURCE_DOWN = "paper source unavailable"
+PER_SCOPE_CONCURRENCY = 16   # workers one workspace may hold, so a rate-limited one cannot stall the rest
 
 
 def default_worker_id() -> str:
@@ -344,6 +355,7 @@ class DeliveryPass:
         self._trending: dict[int, Reply] = {}
         self._gone_workspaces: set[tuple[str, str]] = set()
         self._writer: OutcomeWriter | None = None
+        self._held: set[int] = set()   # delivery ids claimed by this pass and not finished yet
 
     def stamp(self) -> datetime:
         """``now`` moved on by the time the pass has been running."""
@@ -351,11 +363,19 @@ class DeliveryPass:
 
     # --- feeds, fetched once per pass ---
 
+    @staticmethod
+    def _real(batch: PaperBatch) -> PaperBatch:
+        """``batch`` unless it is the offline sample, which is never delivered."""
+        if batch.origin is Origin.SAMPLE:
+            raise SourceDown("Hugging Face cannot be reached and no feed is stored (only the offline sample)")
+        return batch
+
     async def channel_feed(self) -> PaperBatch | None:
         if self._channel_feed is None and not self._channel_feed_failed:
             self.report.feed_fetches += 1
             try:
-                self._channel_feed = await _with_retries(lambda: self.app.papers.daily(self.now.date()))
+                self._channel_feed = self._real(
+                    await _with_retries(lambda: self.app.papers.daily(self.now.date())))
             except Exception as exc:  # noqa: BLE001 - NoPapersAvailable or a bug: retry next pass
                 log.warning("daily feed unavailable for channel posts: %s", exc)
                 self._channel_feed_failed = True
@@ -366,8 +386,8 @@ class DeliveryPass:
         if self._matcher is None and not self._alert_feed_failed:
             self.report.feed_fetches += 1
             try:
-                batch = await _with_retries(lambda: self.app.papers.recent(days=ALERT_FEED_DAYS,
-                                                                           until=self.now.date()))
+                batch = self._real(await _with_retries(lambda: self.app.papers.recent(days=ALERT_FEED_DAYS,
+                                                                                      until=self.now.date())))
                 self._matcher = AlertMatcher(batch, now=self.now)
             except Exception as exc:  # noqa: BLE001
                 log.warning("recent feed unavailable for alerts: %s", exc)
@@ -437,25 +457,28 @@ class DeliveryPass:
                 result = await self.deliveries.reclaim(
                     kind, now=self.now, lease=self.lease, grace=self.grace, worker_id=self.worker_id,
                     platforms=self.platforms, retry_delay=RETRY_DELAY, max_attempts=MAX_ATTEMPTS,
-                    limit=self.batch_size)
+                    limit=self.batch_size, claimed_at=self.stamp())
                 self.report.add_claims(result)
                 if not result.jobs:
                     break
                 self.report.recovered += len(result.jobs)
+                self._hold(result.jobs)
                 yield result.jobs
             while True:
                 if kind == CHANNEL:
                     result = await self.deliveries.claim_due_channels(
                         now=self.now, grace=self.grace, worker_id=self.worker_id, platforms=self.platforms,
-                        fallback_zone=self.settings.default_timezone, limit=self.batch_size)
+                        fallback_zone=self.settings.default_timezone, limit=self.batch_size,
+                        claimed_at=self.stamp())
                 else:
                     result = await self.deliveries.claim_due_alerts(
                         now=self.now, grace=self.grace, worker_id=self.worker_id, platforms=self.platforms,
-                        schedule=self.schedule, limit=self.batch_size)
+                        schedule=self.schedule, limit=self.batch_size, claimed_at=self.stamp())
                 self.report.add_claims(result)
                 if not result.scanned:
                     break
                 if result.jobs:
+                    self._hold(result.jobs)
                     yield result.jobs
 
     async def _messages(self) -> AsyncIterator[Message]:
@@ -466,7 +489,23 @@ class DeliveryPass:
                 else:
                     yield item
 
+    def _hold(self, jobs: Sequence[Job]) -> None:
+        self._held.update(job.delivery_id for job in jobs)
+
+    async def _renew_leases(self) -> None:
+        """Heartbeat: keep the claims this pass still holds from looking abandoned."""
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._held:
+                continue
+            try:
+                await self.deliveries.renew(set(self._held), worker_id=self.worker_id, claimed_at=self.stamp())
+            except Exception:  # noqa: BLE001 - the next heartbeat tries again
+                log.warning("renewing %d claims failed", len(self._held), exc_info=True)
+
     def _finish(self, outcome: Outcome) -> None:
+        self._held.discard(outcome.delivery_id)
         report = self.report
         if outcome.status == SENT:
             report.sent += 1
@@ -580,9 +619,13 @@ class DeliveryPass:
                 self.report.problems.append("no platform adapter is running; nothing was claimed")
                 return self.report
             self._writer = OutcomeWriter(self.deliveries, self.stamp)
+            heartbeat = asyncio.create_task(self._renew_leases())
             try:
-                await fan_out(self._messages(), self._send, concurrency=self.settings.delivery_concurrency)
+                await fan_out(self._messages(), self._send, concurrency=self.settings.delivery_concurrency,
+                              scope_of=lambda message: _platform(message.job), per_scope=PER_SCOPE_CONCURRENCY)
             finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
                 await self._writer.close()
             if self._writer.lost:
                 self.report.problems.append(f"{self._writer.lost} outcomes could not be recorded; "
@@ -590,6 +633,10 @@ class DeliveryPass:
             return self.report
         finally:
             self.report.elapsed_seconds = monotonic_time.monotonic() - self._started
+
+
+class SourceDown(Exception):
+    """The paper source gave nothing a delivery may be built from."""
 
 
 async def _with_retries(fetch, attempts: int = 3):  # noqa: ANN001, ANN202

@@ -6,7 +6,8 @@ for ``retry_after`` seconds: every sender for that scope waits, then the send
 is retried (at most ``max_rate_limited`` times). Transient failures are retried
 a few times with a short backoff. Any other failure is returned at once, so the
 caller can pause that target. A failing or slow target only ever holds one of
-the ``concurrency`` workers; all other targets keep flowing.
+the ``concurrency`` workers, and one workspace at most ``per_scope`` of them
+(:func:`fan_out`); all other targets keep flowing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -117,27 +119,70 @@ class Sender:
             return SendResult(None, error, attempts, rate_limited)
 
 
-async def fan_out(items: AsyncIterator[T], handle: Callable[[T], Awaitable[None]], *, concurrency: int) -> None:
+async def fan_out(items: AsyncIterator[T], handle: Callable[[T], Awaitable[None]], *, concurrency: int,
+                  scope_of: Callable[[T], Hashable] | None = None, per_scope: int | None = None,
+                  max_parked: int | None = None) -> None:
     """Run ``handle`` over ``items`` with at most ``concurrency`` at a time.
 
     Items are pulled from ``items`` only as workers free up (a bounded queue),
     so a producer that streams from the database never runs far ahead.
+
+    With ``scope_of`` and ``per_scope``, at most ``per_scope`` workers handle
+    items of one scope (a workspace) at once. Further items of a busy scope are
+    parked and handled by that scope's own workers as they finish, so a scope
+    whose rate-limit gate is closed holds ``per_scope`` workers, never all of
+    them. At most ``max_parked`` items (default ``concurrency * 50``) wait
+    parked; beyond that a worker handles the item itself, so memory stays bounded.
+
     ``handle`` must not raise; if it does, the error is logged and the
     remaining items still run.
     """
     queue: asyncio.Queue[T | None] = asyncio.Queue(maxsize=concurrency * 2)
+    busy: dict[Hashable, int] = {}
+    parked: dict[Hashable, deque[T]] = {}
+    parked_limit = max_parked if max_parked is not None else concurrency * 50
+    parked_count = 0
+
+    async def run_one(item: T) -> None:
+        try:
+            await handle(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("delivery handler failed")
+
+    async def run_scope(scope: Hashable, item: T) -> None:
+        """Handle ``item``, then whatever was parked for its scope meanwhile."""
+        nonlocal parked_count
+        busy[scope] = busy.get(scope, 0) + 1
+        try:
+            await run_one(item)
+            while waiting := parked.get(scope):
+                next_item = waiting.popleft()
+                parked_count -= 1
+                if not waiting:
+                    del parked[scope]
+                await run_one(next_item)
+        finally:
+            busy[scope] -= 1
+            if not busy[scope]:
+                del busy[scope]
 
     async def worker() -> None:
+        nonlocal parked_count
         while True:
             item = await queue.get()
             if item is None:
                 return
-            try:
-                await handle(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                log.exception("delivery handler failed")
+            if scope_of is None or per_scope is None:
+                await run_one(item)
+                continue
+            scope = scope_of(item)
+            if busy.get(scope, 0) >= per_scope and parked_count < parked_limit:
+                parked.setdefault(scope, deque()).append(item)
+                parked_count += 1
+                continue
+            await run_scope(scope, item)
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     try:

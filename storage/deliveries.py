@@ -21,7 +21,7 @@ A delivery is *claimed* before it is sent and *recorded* after:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "channel"
 ALERT = "alert"
+RENEW_CHUNK = 500   # ids per UPDATE of a lease heartbeat
 
 CLAIMED, SENT, SKIPPED, FAILED, PAUSED = "claimed", "sent", "skipped", "failed", "paused"
 MISSED = "missed: due longer ago than the grace window"
@@ -190,8 +191,12 @@ class Deliveries:
 
     async def claim_due_channels(self, *, now: datetime, grace: timedelta, worker_id: str,
                                  platforms: Sequence[str] | None, fallback_zone: str,
-                                 limit: int = 500) -> ClaimResult:
-        """Claim up to ``limit`` channel posts due at ``now`` and advance their next due time."""
+                                 limit: int = 500, claimed_at: datetime | None = None) -> ClaimResult:
+        """Claim up to ``limit`` channel posts due at ``now`` and advance their next due time.
+
+        ``claimed_at`` (default ``now``) is the instant the claim is stamped with: the
+        current time, so the lease counts from the claim, not from the start of the pass.
+        """
         s = ChannelSubscription
         query = (select(s.id, s.platform, s.workspace_id, s.channel_id, s.created_by, s.post_time, s.timezone,
                         s.top_n, s.post_when_empty, s.next_due_at, s.last_feed_day)
@@ -213,7 +218,7 @@ class Deliveries:
                 day = times.local_day(row.next_due_at, zone)
                 late = now - row.next_due_at > grace
                 ledger.append(dict(kind=CHANNEL, subscription_id=row.id, day=day, due_at=row.next_due_at,
-                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=now,
+                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=claimed_at or now,
                                    attempts=0 if late else 1, paper_count=0, error=MISSED if late else None))
                 advances.append({"b_id": row.id, "b_due": following})
                 meta[row.id] = (row, day, late)
@@ -235,8 +240,9 @@ class Deliveries:
 
     async def claim_due_alerts(self, *, now: datetime, grace: timedelta, worker_id: str,
                                platforms: Sequence[str] | None, schedule: Schedule,
-                               limit: int = 500) -> ClaimResult:
-        """Claim up to ``limit`` personal alerts due at ``now`` and advance their next due time."""
+                               limit: int = 500, claimed_at: datetime | None = None) -> ClaimResult:
+        """Claim up to ``limit`` personal alerts due at ``now`` and advance their next due time
+        (``claimed_at`` as in :meth:`claim_due_channels`)."""
         p, w = UserProfile, Workspace
         query = (select(p.id, p.platform, p.workspace_id, p.user_id, p.alert_time, p.timezone, p.next_due_at,
                         w.default_timezone)
@@ -260,7 +266,7 @@ class Deliveries:
                 day = times.local_day(row.next_due_at, zone)
                 late = now - row.next_due_at > grace
                 ledger.append(dict(kind=ALERT, subscription_id=row.id, day=day, due_at=row.next_due_at,
-                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=now,
+                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=claimed_at or now,
                                    attempts=0 if late else 1, paper_count=0, error=MISSED if late else None))
                 advances.append({"b_id": row.id, "b_due": following})
                 meta[row.id] = (row, day, late)
@@ -295,6 +301,23 @@ class Deliveries:
 
     # --- stale claims and retries ------------------------------------------------------------
 
+    async def renew(self, delivery_ids: Collection[int], *, worker_id: str, claimed_at: datetime) -> int:
+        """Move the claim time of ``worker_id``'s unfinished claims to ``claimed_at`` (a lease heartbeat).
+
+        A pass still working on its claims keeps them however long it runs; a claim
+        another worker took over, or one already finished, is left alone.
+        """
+        d = Delivery
+        renewed = 0
+        ids = list(delivery_ids)
+        for start in range(0, len(ids), RENEW_CHUNK):
+            async with self._write() as conn:
+                result = await conn.execute(
+                    update(d).where(d.id.in_(ids[start:start + RENEW_CHUNK]), d.status == CLAIMED,
+                                    d.claimed_by == worker_id).values(claimed_at=claimed_at))
+                renewed += result.rowcount or 0
+        return renewed
+
     def _retryable(self, *, now: datetime, lease: timedelta, retry_delay: timedelta, max_attempts: int):  # noqa: ANN202
         d = Delivery
         return or_(and_(d.status == CLAIMED, d.claimed_at < now - lease),
@@ -302,10 +325,15 @@ class Deliveries:
 
     async def reclaim(self, kind: str, *, now: datetime, lease: timedelta, grace: timedelta, worker_id: str,
                       platforms: Sequence[str] | None, retry_delay: timedelta, max_attempts: int,
-                      limit: int = 500) -> ClaimResult:
-        """Take over claims abandoned longer than ``lease`` ago and failed sends with attempts left."""
+                      limit: int = 500, claimed_at: datetime | None = None) -> ClaimResult:
+        """Take over claims abandoned longer than ``lease`` ago and failed sends with attempts left.
+
+        ``now`` decides what is too late for the grace window; ``claimed_at`` (default
+        ``now``, normally the current time) decides which claims are stale and stamps the new ones.
+        """
         d = Delivery
-        retryable = self._retryable(now=now, lease=lease, retry_delay=retry_delay, max_attempts=max_attempts)
+        stamp = claimed_at or now
+        retryable = self._retryable(now=stamp, lease=lease, retry_delay=retry_delay, max_attempts=max_attempts)
         result = ClaimResult()
         async with self._write() as conn:
             expired = await conn.execute(
@@ -333,7 +361,7 @@ class Deliveries:
                 return result
             await conn.execute(
                 update(d).where(d.id.in_([r.id for r in rows]))
-                .values(status=CLAIMED, claimed_by=worker_id, claimed_at=now, attempts=d.attempts + 1))
+                .values(status=CLAIMED, claimed_by=worker_id, claimed_at=stamp, attempts=d.attempts + 1))
             topics = await self._topics(conn, [r.sub_id for r in rows]) if kind == ALERT else {}
         result.scanned = len(rows)
         for r in rows:

@@ -3,6 +3,8 @@ client against the fake HF server, the core, and a FakeAdapter. Time is injected
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -363,3 +365,81 @@ async def test_scheduler_runs_a_catch_up_pass_at_start_and_stops_cleanly(app: Ap
     assert not scheduler.running
     assert scheduler.last_report is not None and scheduler.last_report.sent == 1
     assert len(fake(app).sent_to("C1")) == 1
+
+
+# --- the offline sample, long passes --------------------------------------------------------------
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (the port was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def test_the_offline_sample_is_never_delivered_and_the_post_goes_out_once_the_feed_is_back(
+        db_url: str, hf: FakeHuggingFace) -> None:
+    # Hugging Face unreachable and nothing stored: only the bundled sample could answer
+    offline = build_app(make_settings(DATABASE_URL=db_url, PAPERBOY_HF_URL=closed_port_url(),
+                                      PAPERBOY_OFFLINE_SAMPLE=True, PAPERBOY_HF_RETRIES=0))
+    adapter = FakeAdapter(offline.core, platform="slack")
+    offline.adapters.add(adapter)
+    try:
+        await add_channel(offline.storage, ChannelRef("slack", "T1", "C1"), at=time(9, 0), tz="UTC",
+                          after=at(FRIDAY, 0))
+        await add_person(offline.storage, UserRef("slack", "T1", "U1"), ["generalization"], after=at(FRIDAY, 0))
+        assert (await offline.core.search_reply("generalization")).papers   # commands do use the sample
+        down = await run_delivery_pass(offline, now=at(FRIDAY, 9, 1), sender=fast_sender())
+        assert adapter.outbox == []
+        assert down.sent == 0 and down.failed == 2
+        assert any("offline sample" in problem for problem in down.problems)
+        assert await Deliveries(offline.storage.db).status_counts() == {"failed": 2}
+    finally:
+        await offline.close()
+
+    online = _app(db_url, hf)
+    adapter = FakeAdapter(online.core, platform="slack")
+    online.adapters.add(adapter)
+    try:
+        back = await run_delivery_pass(online, now=at(FRIDAY, 9, 5), sender=fast_sender())
+        assert back.sent == 2 and back.recovered == 2
+        assert {item.reply.kind for item in adapter.outbox} == {ReplyKind.CHANNEL_DIGEST, ReplyKind.PERSONAL_ALERT}
+    finally:
+        await online.close()
+
+
+async def test_a_pass_running_longer_than_the_lease_keeps_its_claims(app: App, hf: FakeHuggingFace) -> None:
+    """The pass renews its claims; another worker must not take over what it is still sending."""
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    set_feed(hf, start.date(), FRIDAY_FEED)
+    due = start - timedelta(minutes=1)
+    for i in range(2):
+        await add_channel(app.storage, ChannelRef("slack", "T1", f"C{i}"), at=due.time(), tz="UTC",
+                          after=due - timedelta(minutes=1))
+    lease = timedelta(seconds=0.6)
+    first_sent, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_first_send(item: object) -> None:
+        if not first_sent.is_set():
+            first_sent.set()
+            await release.wait()
+
+    adapter = fake(app)
+    adapter.on_send = hold_the_first_send
+    delivery_pass = asyncio.create_task(run_delivery_pass(app, now=datetime.now(timezone.utc), lease=lease, batch_size=1,
+                                                          worker_id="slow"))
+    await asyncio.wait_for(first_sent.wait(), 10)
+    deliveries = Deliveries(app.storage.db)
+    try:
+        # three leases later another worker looks for abandoned claims, at the real current time
+        await asyncio.sleep(3 * lease.total_seconds())
+        other = await deliveries.reclaim(CHANNEL, now=datetime.now(timezone.utc), lease=lease,
+                                         grace=timedelta(hours=6), worker_id="other", platforms=["slack"],
+                                         retry_delay=timedelta(minutes=2), max_attempts=5)
+        assert other.jobs == []
+    finally:
+        release.set()
+    report = await asyncio.wait_for(delivery_pass, 10)
+    assert report.sent == 2 and report.recovered == 0
+    assert sorted(item.target.channel for item in adapter.outbox) == ["C0", "C1"]
