@@ -58,6 +58,9 @@ class Adapter(Protocol):
     async def start(self) -> None:
         """Connect and begin handling events; returns once running."""
 
+    async def start_sending(self) -> None:
+        """Prepare to send only (a one-shot delivery pass): no listener, no event connection."""
+
     async def stop(self) -> None:
         """Disconnect and release resources."""
 

@@ -92,6 +92,9 @@ class ConsoleAdapter:
     async def start(self) -> None:
         self._task = asyncio.create_task(self.repl())
 
+    async def start_sending(self) -> None:
+        """Sends print to stdout; nothing to prepare."""
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

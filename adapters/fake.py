@@ -71,6 +71,9 @@ class FakeAdapter:
     async def start(self) -> None:
         self.started = True
 
+    async def start_sending(self) -> None:
+        self.started = True
+
     async def stop(self) -> None:
         self.started = False
 
@@ -191,6 +194,9 @@ class HttpPlatformAdapter:
         return self._session
 
     async def start(self) -> None:
+        self._client()
+
+    async def start_sending(self) -> None:
         self._client()
 
     async def stop(self) -> None:

@@ -148,10 +148,10 @@ async def _deliver(app: App, dry_run: bool) -> int:
     try:
         if not dry_run:
             # Console subscriptions (made with `paperboy console`) are printed here.
+            # Only senders: no Slack listener or socket, no Discord gateway or command sync.
             for adapter in [ConsoleAdapter(app.core), *_platform_adapters(app)]:
                 app.adapters.add(adapter)
-                if adapter.platform != "console":
-                    await adapter.start()
+                await adapter.start_sending()
         report = await run_delivery_pass(app, dry_run=dry_run)
         for line in report.lines():
             print(line)

@@ -147,3 +147,18 @@ def test_deliver_now_prints_console_alerts_and_dry_run_sends_nothing(fake_hf: Fa
     assert "[direct message for console-user]" in real.stdout and "## generalization" in real.stdout
     again = paperboy("deliver", "--now", cwd=tmp_path, env=env)
     assert "[direct message" not in again.stdout  # delivered once, not twice
+
+
+def test_deliver_now_with_slack_configured_opens_no_listener(fake_hf: FakeHuggingFace, env: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """A one-shot pass only sends: it must not bind Slack's HTTP port (here already taken) nor hang on it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        slack_env = {**env, "PAPERBOY_HF_URL": fake_hf.url, "SLACK_BOT_TOKEN": "xoxb-test-token",
+                     "SLACK_SIGNING_SECRET": "test-secret", "PORT": str(port), "SLACK_API_URL": _closed_port_url()}
+        result = paperboy("deliver", "--now", cwd=tmp_path, env=slack_env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "address already in use" not in result.stderr.casefold()
+    assert "xoxb-test-token" not in result.stdout + result.stderr

@@ -151,6 +151,24 @@ async def test_guild_id_syncs_to_that_server_only(start_discord: Start) -> None:
     assert {c["name"] for c in running.api.commands[GUILD_ID]} == {"papers", "papers-channel"}
 
 
+async def test_start_sending_logs_in_over_rest_without_syncing_commands(
+        sqlite_url: str, api: FakeDiscordApi, hf: Any) -> None:
+    """What ``paperboy deliver --now`` does: enough to send, no command sync, no gateway."""
+    settings = make_settings(DATABASE_URL=sqlite_url, PAPERBOY_HF_URL=hf.url, DISCORD_TOKEN=TOKEN,
+                             DISCORD_API_URL=api.url)
+    app = await asyncio.to_thread(build_app, settings)
+    adapter = DiscordAdapter(settings, app.core, app.storage)
+    try:
+        await adapter.start_sending()
+        await adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID),
+                                      await app.core.search_reply("generalization"))
+        assert api.names() == ["get_me", "get_application", "create_message"]   # no command sync
+        assert adapter.client.ws is None   # never connected to the gateway
+    finally:
+        await adapter.stop()
+        await app.close()
+
+
 # --- sends --------------------------------------------------------------------------------------------------
 
 

@@ -163,6 +163,11 @@ class DiscordAdapter:
         self.invite_url = invite_url(application_id)
         log.info("add Paperboy to a Discord server: %s", self.invite_url)
 
+    async def start_sending(self) -> None:
+        """Log in over REST only: enough to send, without syncing commands or joining the gateway."""
+        assert self.settings.discord_token is not None
+        await self.client.login(self.settings.discord_token.get_secret_value())
+
     async def start(self) -> None:
         """Log in, sync commands, then connect to the gateway in a background task; returns after login."""
         await self.login()

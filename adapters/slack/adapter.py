@@ -233,6 +233,9 @@ class SlackAdapter:
             await self._socket_handler.connect_async()
             log.info("Slack Socket Mode connected")
 
+    async def start_sending(self) -> None:
+        """Sends need nothing started: each call builds its workspace's Web API client on demand."""
+
     async def stop(self) -> None:
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
