@@ -42,6 +42,10 @@ _RATE_LIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
 # New-style arXiv ids (2501.01234, 2501.01234v2) and old-style ones (hep-th/9901001).
 _PAPER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{3,40}(?:/[0-9]{7})?(?:v[0-9]+)?")
 CacheKey = tuple[str, tuple[tuple[str, str], ...]]
+# What the stored copy's columns hold (storage/models.py PaperRecord); longer upstream values never reach it.
+MAX_PAPER_ID_LENGTH = 64
+MAX_URL_LENGTH = 500
+MAX_ORGANIZATION_LENGTH = 200
 
 
 class SourceUnavailable(Exception):
@@ -86,8 +90,15 @@ def _int(value: Any) -> int | None:
 
 def _organization(value: Any) -> str | None:
     if isinstance(value, Mapping):
-        return _optional_text(value.get("fullname")) or _optional_text(value.get("name"))
+        name = _optional_text(value.get("fullname")) or _optional_text(value.get("name"))
+        return name[:MAX_ORGANIZATION_LENGTH] if name else None
     return None
+
+
+def _url(value: Any) -> str | None:
+    """A link, or None when missing or longer than storage keeps (a cut URL would be a broken link)."""
+    text = _optional_text(value)
+    return text if text and len(text) <= MAX_URL_LENGTH else None
 
 
 def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Paper:
@@ -105,6 +116,8 @@ def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Pa
     title = _text(paper.get("title")) or _text(item.get("title"))
     if not isinstance(paper_id, str) or not paper_id.strip() or not title:
         raise ValueError("item has no id or title")
+    if len(paper_id.strip()) > MAX_PAPER_ID_LENGTH:
+        raise ValueError("item id is too long to be a paper id")
     authors = tuple(
         name for name in (_text(a.get("name")) for a in paper.get("authors") or () if isinstance(a, Mapping)) if name
     )
@@ -120,9 +133,9 @@ def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Pa
         upvotes=max(0, upvotes or 0),
         ai_summary=_optional_text(paper.get("ai_summary")),
         ai_keywords=keywords,
-        github_repo=_optional_text(paper.get("githubRepo")),
+        github_repo=_url(paper.get("githubRepo")),
         github_stars=_int(paper.get("githubStars")),
-        project_page=_optional_text(paper.get("projectPage")),
+        project_page=_url(paper.get("projectPage")),
         organization=_organization(paper.get("organization")) or _organization(item.get("organization")),
         feed_date=feed_date,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Protocol
@@ -107,8 +107,7 @@ class PaperService:
             return self._sample_batch()
         self._down_until = None
         fresh = [p for p in papers if p.paper_id not in self._recently_stored]
-        if fresh:
-            await self._store.save(fresh, fetched_at=self._clock())
+        if fresh and await self._keep(self._store.save(fresh, fetched_at=self._clock()), "search results"):
             for paper in fresh:
                 self._recently_stored[paper.paper_id] = True
         return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
@@ -124,8 +123,8 @@ class PaperService:
                 papers = await self._source.daily_papers(day=candidate, sort="trending", limit=100)
                 if papers:
                     key = f"feed:{candidate.isoformat()}"
-                    if key not in self._recently_stored:
-                        await self._store.save_feed(candidate, papers, fetched_at=self._clock())
+                    if key not in self._recently_stored and await self._keep(
+                            self._store.save_feed(candidate, papers, fetched_at=self._clock()), f"the {key}"):
                         self._recently_stored[key] = True
                     return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
             return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
@@ -146,6 +145,16 @@ class PaperService:
         since = latest.day - timedelta(days=max(0, days - 1))
         papers = await self._store.feed_since(since)
         return PaperBatch(papers, Origin.LIVE, as_of=latest.as_of, day=latest.day)
+
+    @staticmethod
+    async def _keep(saving: Awaitable[object], what: str) -> bool:
+        """Store a copy; a failure is logged and never costs the answer it came with."""
+        try:
+            await saving
+        except Exception:  # noqa: BLE001 - the live answer is still good
+            log.exception("storing %s failed; answering without a stored copy", what)
+            return False
+        return True
 
     def _sample_batch(self, *, trending: bool = False) -> PaperBatch:
         papers = self._sample() if self._sample else []

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     search_results: int = Field(5, ge=1, le=25, validation_alias="PAPERBOY_SEARCH_RESULTS")
     trending_results: int = Field(10, ge=1, le=25, validation_alias="PAPERBOY_TRENDING_RESULTS")
     max_topics_per_user: int = Field(25, ge=1, validation_alias="PAPERBOY_MAX_TOPICS")
-    max_topic_length: int = Field(200, ge=10, validation_alias="PAPERBOY_MAX_TOPIC_LENGTH")
+    max_topic_length: int = Field(200, ge=10, le=200, validation_alias="PAPERBOY_MAX_TOPIC_LENGTH")  # the column holds 200
 
     # Scheduling defaults
     default_timezone: str = Field("UTC", validation_alias="PAPERBOY_DEFAULT_TIMEZONE")

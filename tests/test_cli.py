@@ -91,6 +91,8 @@ def test_db_upgrade_and_bad_configuration(env: dict[str, str], tmp_path: Path) -
     assert "up to date" in paperboy("db", "upgrade", cwd=tmp_path, env=env).stdout
     bad = paperboy("ask", "today", cwd=tmp_path, env={**env, "PAPERBOY_DEFAULT_TIMEZONE": "Mars/Olympus"})
     assert bad.returncode == 2 and "unknown time zone" in bad.stderr and "Traceback" not in bad.stderr
+    too_long = paperboy("ask", "today", cwd=tmp_path, env={**env, "PAPERBOY_MAX_TOPIC_LENGTH": "500"})
+    assert too_long.returncode == 2 and "PAPERBOY_MAX_TOPIC_LENGTH" in too_long.stderr and "200" in too_long.stderr
 
 
 def test_secrets_never_reach_the_output(fake_hf: FakeHuggingFace, env: dict[str, str], tmp_path: Path) -> None:

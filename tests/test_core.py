@@ -195,3 +195,46 @@ async def test_an_internal_failure_never_reaches_the_user_as_a_traceback(core: P
     reply = await core.handle(ctx(), "/papers subscribe rl")
     assert reply.kind is ReplyKind.ERROR
     assert "hunter2" not in " ".join(reply.lines) and "Traceback" not in " ".join(reply.lines)
+
+
+async def test_upstream_values_too_long_for_the_columns_are_stored_safely(storage: Storage) -> None:
+    """Oversized organization names and links from upstream never break a save (PostgreSQL varchar)."""
+    from bot.hf_client import parse_paper
+
+    item = {"paper": {"id": "2511.09999", "title": "Generalization " + "x" * 5000, "summary": "s" * 50_000,
+                      "githubRepo": "https://github.com/" + "a" * 600, "projectPage": "https://p.example/" + "b" * 600,
+                      "organization": {"fullname": "Org " * 100},
+                      "authors": [{"name": "N" * 1000}], "ai_keywords": ["k" * 3000]}}
+    paper = parse_paper(item)
+    assert paper.github_repo is None and paper.project_page is None     # a cut link would be a broken link
+    assert paper.organization is not None and len(paper.organization) == 200
+    await storage.papers.save([paper], fetched_at=NOW)
+    [stored] = [p for p in (await storage.papers.all_papers())[0] if p.paper_id == "2511.09999"]
+    assert stored.title == paper.title and stored.organization == paper.organization
+    with pytest.raises(ValueError):
+        parse_paper({"id": "9" * 65, "title": "An id no column holds"})
+
+
+def test_the_parser_limits_are_the_column_sizes() -> None:
+    from bot import hf_client
+    from storage.models import PaperRecord
+
+    columns = PaperRecord.__table__.c
+    assert hf_client.MAX_PAPER_ID_LENGTH == columns.paper_id.type.length
+    assert hf_client.MAX_URL_LENGTH == columns.github_repo.type.length == columns.project_page.type.length
+    assert hf_client.MAX_ORGANIZATION_LENGTH == columns.organization.type.length
+
+
+async def test_a_failing_store_never_costs_the_live_answer(storage: Storage, source: ScriptedSource,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken_save(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(storage.papers, "save", broken_save)
+    monkeypatch.setattr(storage.papers, "save_feed", broken_save)
+    clock = lambda: NOW  # noqa: E731
+    core = Paperboy(make_settings(), storage, PaperService(source, storage.papers, clock=clock), clock=clock)
+    search = await core.handle(ctx(), "/papers generalization")
+    assert search.kind is ReplyKind.SEARCH and len(search.papers) == 2 and search.notices == ()
+    today = await core.handle(ctx(), "/papers today")
+    assert today.kind is ReplyKind.TRENDING and len(today.papers) == 3
