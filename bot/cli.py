@@ -13,15 +13,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app import App, build_app
 from bot.logs import configure_logging
-from bot.models import Reply, ReplyKind
+from bot.models import Reply
 from bot.settings import Settings
 
 log = logging.getLogger("paperboy")
 
-EXIT_OK, EXIT_ERROR_REPLY, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,8 +70,8 @@ async def _ask(app: App, text: str, platform: str) -> int:
 
     try:
         reply = await app.core.handle(console_context(), text)
-        print(render_for(platform, reply))
-        return EXIT_ERROR_REPLY if reply.kind is ReplyKind.ERROR else EXIT_OK
+        print(render_for(platform, reply))   # an error answer is still an answer: exit 0
+        return EXIT_OK
     finally:
         await app.close()
 
@@ -163,7 +165,18 @@ async def _deliver(app: App, dry_run: bool) -> int:
         await app.close()
 
 
+def _database_problem(settings: Settings, exc: Exception) -> str:
+    """One line on why the database cannot be used, with any password in the URL hidden."""
+    try:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is reported as such
+        where = "DATABASE_URL"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"paperboy: cannot use the database {where}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``paperboy`` command; returns the exit code (0 ok, 1 database unusable, 2 bad usage or settings)."""
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
@@ -175,6 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.command in ("ask", "preview", "deliver", "console") or console_run  # stdout is for answers
     configure_logging("WARNING" if quiet and settings.log_level.upper() == "INFO" else settings.log_level,
                       settings.secrets())
+    try:
+        return _dispatch(args, settings)
+    except SQLAlchemyError as exc:
+        log.debug("database failure", exc_info=True)
+        print(_database_problem(settings, exc), file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
         from storage.db import upgrade_database
 

@@ -164,3 +164,19 @@ def test_deliver_now_with_slack_configured_opens_no_listener(fake_hf: FakeHuggin
     assert result.returncode == 0, result.stderr
     assert "address already in use" not in result.stderr.casefold()
     assert "xoxb-test-token" not in result.stdout + result.stderr
+
+
+def test_ask_exits_0_with_an_error_answer_and_1_with_no_database(fake_hf: FakeHuggingFace, env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    env = {**env, "PAPERBOY_HF_URL": fake_hf.url}
+    offline = paperboy("ask", "/papers generalization", cwd=tmp_path,
+                       env={**env, "PAPERBOY_HF_URL": _closed_port_url(), "PAPERBOY_OFFLINE_SAMPLE": "false"})
+    assert offline.returncode == 0, offline.stderr          # an error answer is still an answer
+    assert "cannot be reached" in offline.stdout and "Traceback" not in offline.stderr
+    no_db = paperboy("ask", "today", cwd=tmp_path,
+                     env={**env, "DATABASE_URL": "postgresql://paperboy:hunter2@127.0.0.1:" +
+                          _closed_port_url().rsplit(":", 1)[1] + "/papers"})
+    assert no_db.returncode == 1
+    assert no_db.stderr.startswith("paperboy: cannot use the database postgresql://paperboy:***@127.0.0.1:")
+    assert "Traceback" not in no_db.stderr and "hunter2" not in no_db.stderr
+    assert len(no_db.stderr.strip().splitlines()) == 1
