@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Callable
 from typing import TextIO
 
@@ -67,6 +68,45 @@ def render_text(reply: Reply) -> str:
     return "\n".join(out)
 
 
+class LineReader:
+    """Blocking reads in a daemon thread, handed to the event loop one line at a time.
+
+    Unlike a read in the loop's default executor, a read still waiting for input
+    never holds up shutdown: on SIGTERM the process exits at once.
+    """
+
+    def __init__(self, read_line: Callable[[], str]) -> None:
+        self._read_line = read_line
+        self._thread: threading.Thread | None = None
+        self._wanted = threading.Event()
+        self._lines: asyncio.Queue[str] | None = None
+
+    def _read_forever(self, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str]) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                line = self._read_line()
+            except (OSError, ValueError):   # stdin closed under us
+                line = ""
+            try:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            except RuntimeError:            # the loop is gone: nobody is waiting any more
+                return
+            if not line:
+                return
+
+    async def next(self) -> str:
+        """The next line, or "" at end of input."""
+        if self._lines is None:
+            self._lines = asyncio.Queue()
+            self._thread = threading.Thread(target=self._read_forever, name="console-stdin", daemon=True,
+                                            args=(asyncio.get_running_loop(), self._lines))
+            self._thread.start()
+        self._wanted.set()   # read only when asked, so nothing typed is consumed after quitting
+        return await self._lines.get()
+
+
 class ConsoleAdapter:
     """Reads commands from a terminal and prints replies; also receives scheduled posts."""
 
@@ -106,11 +146,11 @@ class ConsoleAdapter:
     async def repl(self, read_line: Callable[[], str] | None = None) -> None:
         """Prompt, answer, repeat until end of input or ``quit``."""
         self._print("Paperboy console. Try /papers generalization, /papers today or /papers help; quit to leave.")
-        loop = asyncio.get_running_loop()
+        lines = LineReader(read_line or self._stdin.readline)
         while True:
             self._stdout.write(PROMPT)
             self._stdout.flush()
-            line = await loop.run_in_executor(None, read_line or self._stdin.readline)
+            line = await lines.next()
             if not line:
                 self._print("")
                 return

@@ -76,14 +76,34 @@ async def _ask(app: App, text: str, platform: str) -> int:
         await app.close()
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (instead of a KeyboardInterrupt traceback)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _until_done_or_stopped(console: Any, stop: asyncio.Event) -> None:
+    waiter = asyncio.create_task(console.wait())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+
+
 async def _console(app: App) -> int:
     from adapters.console import ConsoleAdapter
 
+    stop = _stop_on_signals()
     console = ConsoleAdapter(app.core)
     app.adapters.add(console)
     try:
-        await console.repl()
+        await console.start()
+        await _until_done_or_stopped(console, stop)
     finally:
+        await console.stop()
         await app.close()
     return EXIT_OK
 
@@ -106,11 +126,7 @@ async def _run(app: App) -> int:
     """Run the configured adapters and the scheduler until interrupted."""
     from scheduler.clock import DeliveryScheduler
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     adapters = _platform_adapters(app)
     console = None
     if not adapters:
@@ -127,10 +143,7 @@ async def _run(app: App) -> int:
             log.info("%s adapter started", adapter.platform)
         await scheduler.start()
         if console is not None:
-            waiter = asyncio.create_task(console.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
+            await _until_done_or_stopped(console, stop)
         else:
             await stop.wait()
     finally:

@@ -85,7 +85,8 @@ class DeliveryScheduler:
             if report.sent or report.failed or report.paused:
                 log.info("%s", " ".join(report.lines()))
         except asyncio.CancelledError:
-            raise
+            # Only stop() cancels a pass; end quietly (APScheduler would log a traceback).
+            log.warning("delivery pass cancelled at shutdown; its unsent claims are retried after the lease")
         except Exception:  # noqa: BLE001 - the next tick tries again
             log.exception("delivery pass failed")
         finally:
@@ -99,16 +100,12 @@ class DeliveryScheduler:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: self.passes >= count), timeout)
 
-    async def run_now(self) -> None:
-        """Ask for a pass as soon as possible (coalesced with one already running)."""
-        if self._scheduler is not None:
-            self._scheduler.modify_job(JOB_ID, next_run_time=utcnow())
-
     async def stop(self) -> None:
         """Stop the clock and let a pass in progress finish (cancelled after a timeout)."""
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
+            scheduler.pause()          # no new passes; shutdown() would cancel the running one at once
+            await asyncio.sleep(0)     # a pass submitted just now gets to start and be waited for
         current = self._current
         if current is not None and not current.done():
             try:
@@ -118,4 +115,6 @@ class DeliveryScheduler:
                             "after the lease)", STOP_TIMEOUT_SECONDS)
                 current.cancel()
                 await asyncio.gather(current, return_exceptions=True)
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
         log.info("delivery scheduler stopped")

@@ -180,3 +180,32 @@ def test_ask_exits_0_with_an_error_answer_and_1_with_no_database(fake_hf: FakeHu
     assert no_db.stderr.startswith("paperboy: cannot use the database postgresql://paperboy:***@127.0.0.1:")
     assert "Traceback" not in no_db.stderr and "hunter2" not in no_db.stderr
     assert len(no_db.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["console", "run"])
+def test_sigterm_stops_a_waiting_console_at_once(command: str, fake_hf: FakeHuggingFace, env: dict[str, str],
+                                                 tmp_path: Path) -> None:
+    """The console waits for a line that never comes; SIGTERM must end it cleanly anyway."""
+    import select
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", command], cwd=tmp_path,
+                               env={**env, "PAPERBOY_HF_URL": fake_hf.url}, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "paperboy> " not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 1)
+            if ready:
+                seen += os.read(process.stdout.fileno(), 4096).decode()
+        assert "paperboy> " in seen, process.stderr.read() if process.poll() is not None else seen
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -15,7 +15,7 @@ from adapters.fake import FakeAdapter
 from bot.app import App, build_app
 from bot.models import ChannelRef, ReplyKind, UserRef
 from scheduler.clock import DeliveryScheduler
-from scheduler.delivery import run_delivery_pass
+from scheduler.delivery import DeliveryReport, run_delivery_pass
 from scheduler.fanout import Sender
 from storage.deliveries import CHANNEL, Deliveries
 from tests.conftest import make_settings
@@ -365,6 +365,27 @@ async def test_scheduler_runs_a_catch_up_pass_at_start_and_stops_cleanly(app: Ap
     assert not scheduler.running
     assert scheduler.last_report is not None and scheduler.last_report.sent == 1
     assert len(fake(app).sent_to("C1")) == 1
+
+
+async def test_stopping_the_scheduler_lets_a_running_pass_finish(app: App) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    finished: list[bool] = []
+
+    async def slow_pass(app: App, **kwargs: object) -> DeliveryReport:
+        started.set()
+        await release.wait()
+        finished.append(True)
+        return DeliveryReport(started_at=at(FRIDAY, 9, 0), dry_run=False)
+
+    scheduler = DeliveryScheduler(app, run_pass=slow_pass)
+    await scheduler.start()
+    await asyncio.wait_for(started.wait(), 5)
+    stopping = asyncio.create_task(scheduler.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()          # waiting for the pass, not cancelling it
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert finished == [True] and not scheduler.running
 
 
 # --- the offline sample, long passes --------------------------------------------------------------
