@@ -13,6 +13,7 @@ from bot.schedule import looks_like_time, parse_time_of_day, parse_timezone
 from bot.text import InputError, clean_line, normalize_topic
 
 MAX_COMMAND_LENGTH = 4000
+MAX_CHANNEL_TOP_N = 25
 
 SEARCH = "search"
 TODAY = "today"
@@ -45,24 +46,42 @@ class CommandArgs:
     topic: str | None = None
     at: time | None = None
     timezone: str | None = None
+    top_n: int | None = None              # channel posts: how many papers
+    post_when_empty: bool | None = None   # channel posts: post on days without new papers too
     problem: str | None = None
 
 
-def _schedule_args(name: str, words: list[str], example: str) -> CommandArgs:
-    """``[HH:MM] [Area/City]`` in either order, validated."""
+def parse_top_n(text: str) -> int:
+    """How many papers a channel post lists: a whole number from 1 to :data:`MAX_CHANNEL_TOP_N`."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CHANNEL_TOP_N:
+        raise InputError(f"`top` takes a number from 1 to {MAX_CHANNEL_TOP_N}, for example `top 5`.")
+    return int(text)
+
+
+def _schedule_args(name: str, words: list[str], example: str, *, channel_options: bool) -> CommandArgs:
+    """``[HH:MM] [Area/City]`` in either order, validated; for channels also ``[top N] [always|new-only]``."""
     at: time | None = None
     zone: str | None = None
+    top_n: int | None = None
+    post_when_empty: bool | None = None
     try:
-        for word in words:
+        pending = list(words)
+        while pending:
+            word = pending.pop(0)
             if at is None and looks_like_time(word):
                 at = parse_time_of_day(word)
             elif zone is None and ("/" in word or word.upper() == "UTC"):
                 zone = parse_timezone(word)
+            elif channel_options and top_n is None and word.casefold().startswith("top"):
+                number = word[3:].lstrip("=") or (pending.pop(0) if pending else "")
+                top_n = parse_top_n(number)
+            elif channel_options and post_when_empty is None and word.casefold() in ("always", "new-only"):
+                post_when_empty = word.casefold() == "always"
             else:
                 raise InputError(f"I don't understand `{word[:40]}` here. Example: `{example}`.")
     except InputError as exc:
         return CommandArgs(HELP, problem=str(exc))
-    return CommandArgs(name, at=at, timezone=zone)
+    return CommandArgs(name, at=at, timezone=zone, top_n=top_n, post_when_empty=post_when_empty)
 
 
 def _scheduled_command(words: list[str], *, on: str, off: str, show: str, example: str) -> CommandArgs:
@@ -71,10 +90,11 @@ def _scheduled_command(words: list[str], *, on: str, off: str, show: str, exampl
     action, rest = words[0], words[1:]
     if action in ("off", "stop", "disable"):
         return CommandArgs(off) if not rest else CommandArgs(HELP, problem=f"`{action}` takes nothing after it.")
+    channel_options = on == CHANNEL_ON
     if action in ("on", "start", "enable"):
-        return _schedule_args(on, rest, example)
+        return _schedule_args(on, rest, example, channel_options=channel_options)
     if looks_like_time(action) or "/" in action:
-        return _schedule_args(on, words, example)
+        return _schedule_args(on, words, example, channel_options=channel_options)
     return CommandArgs(HELP, problem=f"I don't understand `{action[:40]}`. Example: `{example}`.")
 
 
@@ -126,7 +146,8 @@ HELP_LINES = (
     "/papers unsubscribe <topic> — stop following a topic",
     "/papers subscriptions — the topics you follow and when your alerts arrive",
     "/papers alerts on [HH:MM] [Area/City] | off — when your personal alerts arrive",
-    "/papers channel on [HH:MM] [Area/City] — a daily trending post in this channel",
+    "/papers channel on [HH:MM] [Area/City] [top N] [always] — a daily trending post in this channel "
+    "(N papers, 1 to 25; always: also on days without new papers)",
     "/papers channel off — stop this channel's daily post",
     "/papers channel — show this channel's setting",
     "/papers help — this list",

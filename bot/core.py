@@ -9,12 +9,12 @@ failure becomes an error reply and a log line, never a traceback to a user.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timezone
 
 from bot import commands as cmd
 from bot.commands import HELP_LINES, CommandArgs, parse_command
-from bot.models import CommandContext, RankedPaper, Reply, ReplyKind, Section
+from bot.models import CommandContext, Reply, ReplyKind, Section
 from bot.papers import NoPapersAvailable, PaperBatch, PaperService
 from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
@@ -263,9 +263,12 @@ class Paperboy:
         at = args.at or (existing.post_time if existing else self.settings.default_post_time)
         zone = args.timezone or (existing.timezone if existing else None) or ctx.user_timezone \
             or self.settings.default_timezone
+        top_n = args.top_n or (existing.top_n if existing else self.settings.trending_results)
+        post_when_empty = args.post_when_empty if args.post_when_empty is not None else \
+            (existing.post_when_empty if existing else False)
         due = next_occurrence(self.clock(), at, zone)
         setting = await self.storage.channels.enable(ctx.channel, post_time=at, tz=zone, created_by=ctx.user.user,
-                                                     next_due_at=due, top_n=self.settings.trending_results)
+                                                     next_due_at=due, top_n=top_n, post_when_empty=post_when_empty)
         return channel_setting_reply(setting, title="Daily post on")
 
     async def _channel_off(self, ctx: CommandContext, args: CommandArgs) -> Reply:
@@ -294,7 +297,9 @@ def channel_setting_reply(setting: ChannelSetting, *, title: str) -> Reply:
     """A channel's post setting, said plainly."""
     when = f"{format_time(setting.post_time)} {setting.timezone}"
     if setting.enabled:
-        lines = [f"The {setting.top_n} trending papers are posted here every day at {when}."]
+        lines = [f"The {setting.top_n} trending papers are posted here every day at {when}.",
+                 "Also on days without new papers (the latest list again)." if setting.post_when_empty else
+                 "Days without new papers (weekends) get no post."]
         if setting.next_due_at:
             lines.append(f"Next post: {setting.next_due_at:%Y-%m-%d %H:%M} UTC.")
     elif setting.paused_reason:
@@ -309,10 +314,3 @@ def _with_notice(reply: Reply, notice: str) -> Reply:
     from dataclasses import replace
 
     return replace(reply, notices=(*reply.notices, notice))
-
-
-def ranked_section(ranked: Sequence[RankedPaper], *, heading: str | None = None, topic: str | None = None,
-                   limit: int) -> Section:
-    """A section of at most ``limit`` presented papers, counting the rest as ``more``."""
-    shown = tuple(present(r, i + 1) for i, r in enumerate(ranked[:limit]))
-    return Section(papers=shown, heading=heading, topic=topic, more=max(0, len(ranked) - len(shown)))

@@ -59,12 +59,18 @@ def test_control_and_bidi_characters_are_stripped() -> None:
     assert "\u202e" not in (args.topic or "")
 
 
-@pytest.mark.parametrize("hostile", ["<!channel>", "@everyone", "<@U123ABC>", "'; DROP TABLE papers; --",
-                                     "🤖 robots 🦾", "تعميم النماذج", "שלום עולם"])
-def test_hostile_and_international_topics_parse_to_plain_topics(hostile: str) -> None:
+@pytest.mark.parametrize("hostile,topic", [
+    ("<!channel>", "<!channel>"),               # kept as text; adapters escape it when rendering
+    ("@everyone", "@everyone"),
+    ("<@U123ABC>", "<@u123abc>"),
+    ("'; DROP TABLE papers; --", "; drop table papers; --"),   # a surrounding quote is dropped, nothing else
+    ("🤖 Robots 🦾", "🤖 robots 🦾"),
+    ("تعميم النماذج", "تعميم النماذج"),
+    ("שלום  עולם", "שלום עולם"),
+])
+def test_hostile_and_international_topics_parse_to_plain_topics(hostile: str, topic: str) -> None:
     args = parse_command(f"subscribe {hostile}")
-    assert args.name == cmd.SUBSCRIBE
-    assert args.topic == normalize_topic(hostile)
+    assert (args.name, args.topic) == (cmd.SUBSCRIBE, topic)
 
 
 def test_channel_subcommands() -> None:
@@ -75,7 +81,13 @@ def test_channel_subcommands() -> None:
     swapped = parse_command("channel on America/New_York 7pm")
     assert (swapped.at, swapped.timezone) == (time(19, 0), "America/New_York")
     bare = parse_command("channel on")
-    assert (bare.name, bare.at, bare.timezone) == (cmd.CHANNEL_ON, None, None)
+    assert (bare.name, bare.at, bare.timezone, bare.top_n, bare.post_when_empty) == (cmd.CHANNEL_ON, None, None,
+                                                                                     None, None)
+    options = parse_command("channel on 08:00 top 5 always Europe/Paris")
+    assert (options.at, options.timezone, options.top_n, options.post_when_empty) == (time(8, 0), "Europe/Paris",
+                                                                                      5, True)
+    joined = parse_command("channel on top=12 new-only")
+    assert (joined.top_n, joined.post_when_empty, joined.at) == (12, False, None)
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -84,6 +96,12 @@ def test_channel_subcommands() -> None:
     ("channel sometimes", "don't understand"),
     ("channel off now", "takes nothing"),
     ("alerts on 9:30 Europe/Nowhere", "not a time zone"),
+    ("channel on top 0", "from 1 to 25"),
+    ("channel on top 26", "from 1 to 25"),
+    ("channel on top lots", "from 1 to 25"),
+    ("channel on top", "from 1 to 25"),
+    ("alerts on top 5", "don't understand"),           # only channel posts have a length
+    ("alerts on always", "don't understand"),
 ])
 def test_bad_schedules_explain_what_was_wrong(text: str, fragment: str) -> None:
     args = parse_command(text)

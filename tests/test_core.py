@@ -161,6 +161,16 @@ async def test_channel_post_settings(core: Paperboy, storage: Storage) -> None:
     stored = await storage.channels.get(CHANNEL)
     assert stored.next_due_at == datetime(2026, 11, 22, 17, 30, tzinfo=timezone.utc)
     assert stored.created_by == "U_ALICE"
+    assert (stored.top_n, stored.post_when_empty) == (10, False)
+    assert "Days without new papers" in on.lines[1]
+    longer = await core.handle(ctx(), "/papers channel on top 3 always")
+    assert longer.lines[0].startswith("The 3 trending papers are posted here every day at 18:30 Europe/Berlin")
+    assert "Also on days without new papers" in longer.lines[1]
+    moved = await core.handle(ctx(), "/papers channel on 07:00")      # options stay as they were
+    assert (moved.lines[0], "Also on days" in moved.lines[1]) == (
+        "The 3 trending papers are posted here every day at 07:00 Europe/Berlin.", True)
+    stored = await storage.channels.get(CHANNEL)
+    assert (stored.top_n, stored.post_when_empty) == (3, True)
     off = await core.handle(ctx(), "/papers channel off")
     assert "no more daily posts" in off.lines[0]
     assert (await core.handle(ctx(), "/papers channel")).lines[0].startswith("Off")

@@ -105,6 +105,22 @@ async def test_channel_post_arrives_at_its_local_time_and_moves_to_the_next_day(
     assert setting.last_delivered_at is not None
 
 
+async def test_a_channel_set_up_with_top_3_always_gets_three_papers_and_posts_on_empty_days(app: App) -> None:
+    from adapters.console import console_context
+    from dataclasses import replace as with_values
+
+    here = ChannelRef("slack", "T1", "C_TOP")
+    command = with_values(console_context(timezone="UTC"), channel=here)
+    answer = await app.core.handle(command, "/papers channel on 09:00 UTC top 3 always")
+    assert answer.title == "Daily post on"
+    await app.storage.channels.enable(here, post_time=time(9, 0), tz="UTC", created_by="U1", top_n=3,
+                                      post_when_empty=True, next_due_at=at(FRIDAY, 9, 0))
+    assert (await run_delivery_pass(app, now=at(FRIDAY, 9, 1))).sent == 1
+    assert (await run_delivery_pass(app, now=at(SATURDAY, 9, 1))).sent == 1   # no new papers, posted anyway
+    friday, saturday = fake(app).sent_to("C_TOP")
+    assert len(friday.reply.papers) == 3 and len(saturday.reply.papers) == 3
+
+
 async def test_a_pass_run_twice_or_a_later_due_time_the_same_day_never_posts_twice(app: App) -> None:
     channel = ChannelRef("slack", "T1", "C1")
     await add_channel(app.storage, channel, at=time(9, 0), tz=BERLIN, after=at(FRIDAY, 0))

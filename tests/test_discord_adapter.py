@@ -135,6 +135,8 @@ async def test_login_syncs_commands_globally_and_logs_the_invite_url(
     assert [o["name"] for o in channel["options"]] == ["on", "off", "show"]
     on_options = {o["name"]: o for o in channel["options"][0]["options"]}
     assert on_options["timezone"]["autocomplete"] is True
+    assert (on_options["top"]["type"], on_options["top"]["min_value"], on_options["top"]["max_value"]) == (4, 1, 25)
+    assert on_options["post_when_empty"]["type"] == 5
     unsubscribe = [o for o in papers["options"] if o["name"] == "unsubscribe"][0]
     assert unsubscribe["options"][0]["autocomplete"] is True
     url = running.adapter.invite_url
@@ -388,8 +390,11 @@ async def test_commands_in_direct_messages_use_the_dm_workspace(running: Running
 async def test_subscribe_and_channel_on_postgresql(start_discord: Start, postgres_url: str, db: str) -> None:
     running = await start_discord(postgres_url)
     await running.interact(slash_payload("papers", "subscribe", topic="generalization"))
-    body = await running.interact(slash_payload("papers-channel", "on", permissions=MODERATOR_PERMISSIONS))
+    body = await running.interact(slash_payload("papers-channel", "on", permissions=MODERATOR_PERMISSIONS,
+                                                top=4, post_when_empty=True))
     assert body["embeds"][0]["title"] == "Daily post on"
+    setting = await running.app.storage.channels.get(ChannelRef("discord", GUILD_ID, CHANNEL_ID))
+    assert setting is not None and (setting.top_n, setting.post_when_empty) == (4, True)
     assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID)) == ["generalization"]
 
 

@@ -45,6 +45,9 @@ from tests.fakes.discord_api import (
     (("papers-channel", "on"), {"time": "9am", "timezone": "Europe/Berlin"},
      CommandArgs(cmd.CHANNEL_ON, at=time(9, 0), timezone="Europe/Berlin")),
     (("papers-channel", "on"), {"timezone": "UTC"}, CommandArgs(cmd.CHANNEL_ON, timezone="UTC")),
+    (("papers-channel", "on"), {"top": 5, "post_when_empty": True},
+     CommandArgs(cmd.CHANNEL_ON, top_n=5, post_when_empty=True)),
+    (("papers-channel", "on"), {"post_when_empty": False}, CommandArgs(cmd.CHANNEL_ON, post_when_empty=False)),
     (("papers-channel", "off"), {}, CommandArgs(cmd.CHANNEL_OFF)),
     (("papers-channel", "show"), {}, CommandArgs(cmd.CHANNEL_SHOW)),
 ])
@@ -57,6 +60,7 @@ def test_recorded_slash_commands_translate_to_core_commands(path: tuple[str, ...
 @pytest.mark.parametrize(("path", "options", "problem"), [
     (("papers", "alerts", "on"), {"time": "25:00"}, "hours run 00-23"),
     (("papers-channel", "on"), {"timezone": "Mars/Olympus"}, "is not a time zone I know"),
+    (("papers-channel", "on"), {"top": 40}, "from 1 to 25"),
     (("papers", "search"), {"topic": "\u200b \u202e"}, "Give a topic"),
     (("papers", "search"), {"topic": "x" * 300}, "the limit is 200"),
     (("papers", "frobnicate"), {}, "Unknown command /papers frobnicate"),

@@ -185,7 +185,8 @@ def test_settings_replies_are_one_embed_and_name_discord_commands() -> None:
     payload = message_payload(channel_setting_reply(setting, title="Daily post on"))
     [embed] = payload["embeds"]
     assert embed["title"] == "Daily post on"
-    assert embed["description"] == "The 10 trending papers are posted here every day at 09:00 Europe/Berlin."
+    assert embed["description"] == ("The 10 trending papers are posted here every day at 09:00 Europe/Berlin.\n"
+                                    "Days without new papers (weekends) get no post.")
     assert embed["footer"]["text"] == ("Change it: /papers-channel on HH:MM Area/City · stop it: /papers-channel off")
     assert payload["content"] == "" and payload["components"] == []
 

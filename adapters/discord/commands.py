@@ -8,7 +8,7 @@ Shape (Discord does not let a command group also be a command, so
   ``unsubscribe topic`` (autocompleted from the person's own topics) ·
   ``subscriptions`` · ``alerts on [time] [timezone]`` · ``alerts off`` ·
   ``alerts show`` · ``help``
-* ``/papers-channel on [time] [timezone]`` · ``off`` · ``show``: a top-level
+* ``/papers-channel on [time] [timezone] [top] [post_when_empty]`` · ``off`` · ``show``: a top-level
   group of its own because Discord applies a command's default permissions
   (here Manage Channels) to top-level commands only. Server-only. The
   permission is checked again on use from the interaction's resolved channel
@@ -200,6 +200,7 @@ class DiscordCommands:
         max_topic = min(self.settings.max_topic_length, 6000)
         Topic = app_commands.Range[str, 1, max_topic]  # noqa: N806 - a type alias
         Time = app_commands.Range[str, 1, 10]  # noqa: N806
+        TopN = app_commands.Range[int, 1, cmd.MAX_CHANNEL_TOP_N]  # noqa: N806
 
         papers = app_commands.Group(
             name=PAPERS, description="ML papers people are reading (Hugging Face Daily Papers)",
@@ -258,10 +259,14 @@ class DiscordCommands:
             allowed_installs=app_commands.AppInstallationType(guild=True))
 
         @channel.command(name="on", description="Post the trending papers here every day")
-        @app_commands.describe(time="Time of day, e.g. 09:00", timezone="IANA time zone, e.g. Europe/Berlin")
+        @app_commands.describe(time="Time of day, e.g. 09:00", timezone="IANA time zone, e.g. Europe/Berlin",
+                               top="How many papers each post lists (1-25)",
+                               post_when_empty="Also post on days without new papers (weekends)")
         @app_commands.autocomplete(timezone=self.timezone_choices)
         async def channel_on(interaction: discord.Interaction, time: Optional[Time] = None,  # type: ignore[valid-type]
-                             timezone: Optional[str] = None) -> None:
+                             timezone: Optional[str] = None,
+                             top: Optional[TopN] = None,  # type: ignore[valid-type]
+                             post_when_empty: Optional[bool] = None) -> None:
             await answer(interaction)
 
         @channel.command(name="off", description="Stop this channel's daily post")

@@ -92,7 +92,12 @@ def command_args(data: Mapping[str, Any], *, max_topic_length: int = 200) -> Com
             raw_time, raw_zone = values.get("time"), values.get("timezone")
             at = parse_time_of_day(str(raw_time)) if raw_time else None
             zone = parse_timezone(str(raw_zone)) if raw_zone else None
-            return CommandArgs(name, at=at, timezone=zone)
+            if name == cmd.ALERTS_ON:
+                return CommandArgs(name, at=at, timezone=zone)
+            raw_top, always = values.get("top"), values.get("post_when_empty")
+            top_n = cmd.parse_top_n(str(raw_top)) if raw_top is not None else None
+            return CommandArgs(name, at=at, timezone=zone, top_n=top_n,
+                               post_when_empty=bool(always) if always is not None else None)
     except InputError as exc:
         return CommandArgs(cmd.HELP, problem=str(exc))
     return CommandArgs(name)

@@ -345,9 +345,14 @@ def interaction_payload(interaction_type: int, data: dict[str, Any], *, guild_id
     return payload
 
 
-def slash_data(*path: str, guild_id: str | None = GUILD_ID, **options: str) -> dict[str, Any]:
+def _option_type(value: object) -> int:
+    """Discord's option type for a value: boolean 5, integer 4, string 3."""
+    return 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 3
+
+
+def slash_data(*path: str, guild_id: str | None = GUILD_ID, **options: Any) -> dict[str, Any]:
     """``data`` of an application command: ``slash_data("papers", "alerts", "on", time="08:30")``."""
-    leaf = [{"name": k, "type": 3, "value": v} for k, v in options.items()]
+    leaf = [{"name": k, "type": _option_type(v), "value": v} for k, v in options.items()]
     nested: list[dict[str, Any]] = leaf
     for depth, name in reversed(list(enumerate(path[1:], start=1))):
         is_leaf = depth == len(path) - 1
@@ -359,7 +364,7 @@ def slash_data(*path: str, guild_id: str | None = GUILD_ID, **options: str) -> d
 
 
 def slash_payload(*path: str, guild_id: str | None = GUILD_ID, permissions: str = MEMBER_PERMISSIONS,
-                  user_id: str = USER_ID, channel_id: str = CHANNEL_ID, **options: str) -> dict[str, Any]:
+                  user_id: str = USER_ID, channel_id: str = CHANNEL_ID, **options: Any) -> dict[str, Any]:
     return interaction_payload(2, slash_data(*path, guild_id=guild_id, **options), guild_id=guild_id,
                                permissions=permissions, user_id=user_id, channel_id=channel_id)
 
