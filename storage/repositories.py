@@ -388,23 +388,19 @@ class ChannelSettings:
             row = (await session.execute(self._query(channel))).scalar_one_or_none()
             return _channel_setting(row) if row else None
 
-    async def get_by_id(self, subscription_id: int) -> ChannelSetting | None:
-        async with self._db.read() as session:
-            row = await session.get(ChannelSubscription, subscription_id)
-            return _channel_setting(row) if row else None
-
     async def enable(self, channel: ChannelRef, *, post_time: time, tz: str, created_by: str | None,
-                     next_due_at: datetime, top_n: int = 10) -> ChannelSetting:
+                     next_due_at: datetime, top_n: int = 10, post_when_empty: bool = False) -> ChannelSetting:
         """Create or update a channel's daily post; re-enabling clears a pause."""
         async with self._db.transaction() as session:
             insert = _insert(session)
             now = utcnow()
             values = dict(post_time=post_time.strftime("%H:%M"), timezone=tz, enabled=True, paused_reason=None,
-                          created_by=created_by, next_due_at=next_due_at, updated_at=now)
+                          created_by=created_by, next_due_at=next_due_at, top_n=top_n,
+                          post_when_empty=post_when_empty, updated_at=now)
             await session.execute(
                 insert(ChannelSubscription)
                 .values(platform=channel.platform, workspace_id=channel.workspace, channel_id=channel.channel,
-                        top_n=top_n, post_when_empty=False, created_at=now, **values)
+                        created_at=now, **values)
                 .on_conflict_do_update(index_elements=["platform", "workspace_id", "channel_id"], set_=values)
             )
             row = (await session.execute(self._query(channel))).scalar_one()
