@@ -52,6 +52,10 @@ class SourceUnavailable(Exception):
     """Upstream could not be reached, or answered garbage, after the allowed retries."""
 
 
+class SourceRefused(SourceUnavailable):
+    """Upstream is up but refused this one request (a 4xx other than 429): no reason to call it down."""
+
+
 def _version() -> str:
     try:
         return metadata.version("paperboy")
@@ -332,7 +336,7 @@ class HuggingFaceClient:
                 response = await self._http.get(path, params=params)
             except httpx.TimeoutException:
                 last_problem = f"timed out ({path})"
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:   # connection, protocol, decoding, redirect loops
                 last_problem = f"{type(exc).__name__} ({path})"
             else:
                 status = response.status_code
@@ -342,7 +346,7 @@ class HuggingFaceClient:
                     last_problem = f"HTTP {status} ({path})"
                     wait = retry_after_seconds(response.headers)
                 elif status >= 400:
-                    raise SourceUnavailable(f"HTTP {status} ({path})")
+                    raise SourceRefused(f"HTTP {status} ({path})")
                 else:
                     try:
                         return response.json()
@@ -350,7 +354,11 @@ class HuggingFaceClient:
                         raise SourceUnavailable(f"malformed JSON ({path})") from exc
             if attempt == self._retries:
                 break
-            delay = min(self._max_backoff, wait) if wait is not None else self._backoff(attempt)
+            if wait is not None and wait > self._max_backoff:
+                # Longer than anyone waits for an answer: fall back now rather than sleep and ask too early.
+                last_problem += f", asked to wait {wait:.0f}s"
+                break
+            delay = wait if wait is not None else self._backoff(attempt)
             log.info("Hugging Face %s; retrying in %.1fs (attempt %d of %d)", last_problem, delay,
                      attempt + 1, self._retries)
             await self._sleep(delay)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from cachetools import TTLCache
 
-from bot.hf_client import SourceUnavailable
+from bot.hf_client import SourceRefused, SourceUnavailable
 from bot.models import Paper
 from storage.repositories import PaperStore
 
@@ -87,7 +87,13 @@ class PaperService:
         """True while a recent outage says not to wait on upstream again yet."""
         return self._down_until is not None and self._clock() < self._down_until
 
-    def _note_outage(self, exc: Exception) -> None:
+    def _note_outage(self, exc: SourceUnavailable) -> None:
+        """Stop asking upstream for a while, unless it only refused one request or already is down."""
+        if isinstance(exc, SourceRefused):
+            log.info("Hugging Face refused a request: %s", exc)
+            return
+        if self._upstream_down():
+            return
         log.warning("Hugging Face unavailable, answering from fallbacks for %ss: %s",
                     int(OUTAGE_BACKOFF.total_seconds()), exc)
         self._down_until = self._clock() + OUTAGE_BACKOFF
@@ -99,8 +105,7 @@ class PaperService:
                 raise SourceUnavailable("recent outage")
             papers = await self._source.search(topic, limit=limit)
         except SourceUnavailable as exc:
-            if not self._upstream_down():
-                self._note_outage(exc)
+            self._note_outage(exc)
             stored, as_of = await self._store.all_papers()
             if stored:
                 return PaperBatch(stored, Origin.STORED, as_of=as_of)
@@ -129,8 +134,7 @@ class PaperService:
                     return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
             return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
         except SourceUnavailable as exc:
-            if not self._upstream_down():
-                self._note_outage(exc)
+            self._note_outage(exc)
             stored = await self._store.latest_feed(today)
             if stored is not None:
                 stored_day, papers, as_of = stored

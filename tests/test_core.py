@@ -115,6 +115,22 @@ async def test_outage_answers_from_the_stored_copy(core: Paperboy, source: Scrip
     assert trending.day == NOW.date() - timedelta(days=1) and "stored copy" in trending.notices[0]
 
 
+async def test_a_refused_request_is_not_an_outage(core: Paperboy, source: ScriptedSource) -> None:
+    """A 4xx for one query falls back for that answer only; the next command asks upstream again."""
+    from bot.hf_client import SourceRefused
+
+    async def refuse(query: str, *, limit: int = 50) -> list[Paper]:
+        source.calls.append(f"search:{query}")
+        raise SourceRefused("HTTP 400 (/api/papers/search)")
+
+    original, source.search = source.search, refuse  # type: ignore[method-assign]
+    first = await core.handle(ctx(), "/papers generalization")
+    assert first.kind is ReplyKind.SEARCH and first.notices      # answered from a fallback, and says so
+    source.search = original  # type: ignore[method-assign]
+    second = await core.handle(ctx(), "/papers generalization")
+    assert second.notices == () and source.calls.count("search:generalization") == 2
+
+
 async def test_outage_with_nothing_stored_uses_the_labelled_sample(core: Paperboy, source: ScriptedSource) -> None:
     source.down = True
     reply = await core.handle(ctx(), "/papers generalization")

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from bot.hf_client import HuggingFaceClient, SourceUnavailable, parse_paper, retry_after_seconds
+from bot.hf_client import HuggingFaceClient, SourceRefused, SourceUnavailable, parse_paper, retry_after_seconds
 from tests.fakes.hf_api import FAKE_TODAY, FakeHuggingFace, daily_item, seed_papers
 
 FULL = {
@@ -153,7 +153,7 @@ async def test_gives_up_after_the_allowed_retries(client: HuggingFaceClient, fak
 
 async def test_client_errors_are_not_retried(client: HuggingFaceClient, fake: FakeHuggingFace) -> None:
     fake.fail_next(401)
-    with pytest.raises(SourceUnavailable, match="HTTP 401"):
+    with pytest.raises(SourceRefused, match="HTTP 401"):
         await client.search("anything")
     assert fake.count("/api/papers/search") == 1
 
@@ -279,12 +279,22 @@ async def test_withdrawn_papers_are_left_out(fake: FakeHuggingFace) -> None:
         assert [p.title for p in await hf.search("x")] == ["Here"]
 
 
-async def test_rate_limit_header_wait_is_capped(fake: FakeHuggingFace, sleep: RecordedSleep) -> None:
+async def test_a_wait_longer_than_the_cap_gives_up_at_once(fake: FakeHuggingFace, sleep: RecordedSleep) -> None:
+    """Asked to come back in 42 s (more than the 30 s anyone waits): no sleep, no early retry, fall back now."""
     fake.fail_next(429, headers={"RateLimit": '"api";r=0;t=42', "RateLimit-Policy": '"api";q=500;w=300'})
+    async with HuggingFaceClient(fake.url, sleep=sleep, max_backoff=30) as hf:
+        with pytest.raises(SourceUnavailable, match="asked to wait 42s"):
+            await hf.paper("2501.00001")
+    assert sleep.waits == []
+    assert fake.count("/api/papers/2501.00001") == 1
+
+
+async def test_a_wait_within_the_cap_is_honoured(fake: FakeHuggingFace, sleep: RecordedSleep) -> None:
+    fake.fail_next(429, headers={"RateLimit": '"api";r=0;t=12'})
     fake.fail_next(429, headers={"Retry-After": "3"})
     async with HuggingFaceClient(fake.url, sleep=sleep, max_backoff=30) as hf:
         assert await hf.paper("2501.00001") is not None
-    assert sleep.waits == [30.0, 3.0]
+    assert sleep.waits == [12.0, 3.0]
     assert fake.count("/api/papers/2501.00001") == 3
 
 
