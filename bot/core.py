@@ -230,9 +230,9 @@ class Paperboy:
         setting = await self.storage.topics.setting(ctx.user)
         at = args.at or (setting.alert_time if setting else None) or self.settings.default_post_time
         zone = args.timezone or self._alert_zone(ctx, setting.timezone if setting else None)
-        due = next_occurrence(self.clock(), at, zone)
-        await self.storage.topics.set_alerts(ctx.user, enabled=True, alert_time=at, tz=zone, next_due_at=due)
         topics = setting.topics if setting else ()
+        due = next_occurrence(self.clock(), at, zone) if topics else None   # no topics: nothing is due yet
+        await self.storage.topics.set_alerts(ctx.user, enabled=True, alert_time=at, tz=zone, next_due_at=due)
         lines = [f"Your alerts arrive daily at {format_time(at)} {zone}."]
         if not topics:
             lines.append("You follow no topics yet: /papers subscribe <topic>")

@@ -289,7 +289,16 @@ class UserTopics:
                 delete(TopicSubscription).where(TopicSubscription.profile_id == profile.id,
                                                 TopicSubscription.topic == topic)
             )
-            return TopicChange.REMOVED if result.rowcount else TopicChange.MISSING
+            if not result.rowcount:
+                return TopicChange.MISSING
+            left = (await session.execute(
+                select(func.count()).select_from(TopicSubscription).where(TopicSubscription.profile_id == profile.id)
+            )).scalar_one()
+            if not left:
+                # Nothing to alert about: not due until a topic is followed again (alerts stay on).
+                profile.next_due_at = None
+                profile.updated_at = utcnow()
+            return TopicChange.REMOVED
 
     async def topics(self, user: UserRef) -> list[str]:
         async with self._db.read() as session:
@@ -333,12 +342,20 @@ class UserTopics:
                 profile.next_due_at = next_due_at
             profile.updated_at = utcnow()
 
-    async def remember_timezone(self, user: UserRef, tz: str) -> None:
-        """Record the zone the platform reports for a person, unless they chose one."""
-        async with self._db.transaction() as session:
+    async def remember_timezone(self, user: UserRef, tz: str) -> bool:
+        """Record the zone the platform reports for a person, unless they have one; True when written.
+
+        Called on every command, so it only reads unless there is something to write.
+        """
+        async with self._db.read() as session:
             profile = await self._profile(session, user, create=False)
-            if profile is not None and profile.timezone is None:
-                profile.timezone = tz
+            if profile is None or profile.timezone is not None:
+                return False
+        async with self._db.transaction() as session:
+            result = await session.execute(
+                update(UserProfile).where(UserProfile.id == profile.id, UserProfile.timezone.is_(None))
+                .values(timezone=tz, updated_at=utcnow()))
+            return bool(result.rowcount)
 
     async def take_notice(self, user: UserRef) -> str | None:
         """A pending message for this person (e.g. 'your alerts are paused'), cleared once read."""

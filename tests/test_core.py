@@ -158,6 +158,45 @@ async def test_subscriptions_lifecycle_and_limit(core: Paperboy, storage: Storag
     assert missing.kind is ReplyKind.ERROR and "diffusion models" in missing.lines[0]
 
 
+async def test_no_topics_left_means_no_alert_is_due_until_one_is_followed_again(core: Paperboy,
+                                                                                storage: Storage) -> None:
+    await core.handle(ctx(), "/papers subscribe rl")
+    await core.handle(ctx(), "/papers subscribe gnn")
+    await core.handle(ctx(), "/papers unsubscribe rl")
+    assert (await storage.topics.setting(ALICE)).next_due_at is not None     # one topic left
+    await core.handle(ctx(), "/papers unsubscribe gnn")
+    emptied = await storage.topics.setting(ALICE)
+    assert emptied.enabled and emptied.next_due_at is None
+    await core.handle(ctx(), "/papers alerts on 07:00")                    # a time, but still nothing to send
+    assert (await storage.topics.setting(ALICE)).next_due_at is None
+    await core.handle(ctx(), "/papers subscribe rl")
+    again = await storage.topics.setting(ALICE)
+    assert again.next_due_at == datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc)   # 07:00 Berlin tomorrow
+
+
+async def test_the_platform_time_zone_is_written_once_not_on_every_command(core: Paperboy, storage: Storage,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    await core.handle(ctx(), "/papers subscribe rl")        # no zone known yet: the default is used
+    writes: list[str] = []
+    original = storage.db.transaction
+
+    def counting_transaction():  # noqa: ANN202
+        writes.append("write")
+        return original()
+
+    monkeypatch.setattr(storage.db, "transaction", counting_transaction)
+    assert await storage.topics.remember_timezone(ALICE, "Asia/Tokyo") is False   # they have a zone already
+    await core.handle(ctx(tz="Asia/Tokyo"), "/papers help")
+    await core.handle(ctx(tz="Asia/Tokyo"), "/papers subscriptions")
+    assert writes == []     # commands that change nothing write nothing
+    bob = UserRef("slack", "T1", "U_BOB")
+    await storage.topics.set_alerts(bob, enabled=False)
+    writes.clear()
+    assert await storage.topics.remember_timezone(bob, "Asia/Tokyo") is True
+    assert await storage.topics.remember_timezone(bob, "Asia/Tokyo") is False
+    assert writes == ["write"] and (await storage.topics.setting(bob)).timezone == "Asia/Tokyo"
+
+
 async def test_alert_time_change(core: Paperboy, storage: Storage) -> None:
     await core.handle(ctx(), "/papers subscribe rl")
     reply = await core.handle(ctx(), "/papers alerts on 07:15 Asia/Tokyo")
