@@ -25,6 +25,8 @@ class FailureKind(enum.Enum):
     FORBIDDEN = "forbidden"              # missing permissions: pause and tell whoever set it up
     DMS_CLOSED = "dms_closed"            # the user does not accept DMs: pause their alerts
     INSTALL_GONE = "install_gone"        # token revoked / uninstalled: disable the workspace
+    MISCONFIGURED = "misconfigured"      # the app lacks a scope or uses the wrong token: tell the operator,
+                                         # pause nobody (every send would fail the same way), retry later
     TRANSIENT = "transient"              # anything else; retry a bounded number of times
 
 

@@ -548,6 +548,10 @@ class DeliveryPass:
         """Pause what must stop; returns the ledger status (paused or failed)."""
         kind = error.kind
         platform, workspace = _platform(job)
+        if kind is FailureKind.MISCONFIGURED:
+            log.error("delivery to %s failed because the %s app is misconfigured (%s): fix its scopes or token; "
+                      "nothing is paused and the send is retried", target_name(job), platform, error.detail)
+            return FAILED
         log.warning("delivery to %s failed: %s", target_name(job), error)
         try:
             if kind is FailureKind.INSTALL_GONE:

@@ -307,6 +307,27 @@ async def test_channel_errors_pause_the_post_and_tell_whoever_set_it_up(app: App
     assert (await run_delivery_pass(app, now=at(SATURDAY, 9, 1))).paused == 0
 
 
+async def test_a_misconfigured_app_pauses_nobody_and_is_retried(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    """A scope missing from the app fails every send alike: log it for the operator, keep everyone's settings."""
+    await add_channel(app.storage, ChannelRef("slack", "T1", "C1"), at=time(9, 0), tz="UTC", after=at(FRIDAY, 0))
+    person = UserRef("slack", "T1", "U1")
+    await add_person(app.storage, person, ["generalization"], after=at(FRIDAY, 0))
+    adapter = fake(app)
+    adapter.fail("C1", FailureKind.MISCONFIGURED, detail="missing_scope")
+    adapter.fail("U1", FailureKind.MISCONFIGURED, detail="missing_scope")
+    report = await run_delivery_pass(app, now=at(FRIDAY, 9, 1), sender=fast_sender())
+    assert (report.failed, report.paused, report.sent) == (2, 0, 0)
+    assert "misconfigured (missing_scope)" in caplog.text
+    assert (await app.storage.channels.get(ChannelRef("slack", "T1", "C1"))).enabled
+    setting = await app.storage.topics.setting(person)
+    assert setting.enabled and setting.paused_reason is None
+    assert await app.storage.topics.take_notice(person) is None
+    assert adapter.sent_to("U_OWNER") == []            # nobody is told to fix a channel that is fine
+    adapter.heal()                                      # the scope is added and the app reinstalled
+    retry = await run_delivery_pass(app, now=at(FRIDAY, 9, 5), sender=fast_sender())
+    assert retry.sent == 2 and retry.recovered == 2
+
+
 async def test_closed_dms_pause_alerts_with_a_notice_shown_on_the_next_command(app: App) -> None:
     user = UserRef("slack", "T1", "U1")
     await add_person(app.storage, user, ["generalization"], after=at(FRIDAY, 0))

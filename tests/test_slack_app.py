@@ -392,7 +392,8 @@ async def test_send_to_user_opens_the_dm_first(running: Running) -> None:
     ("not_in_channel", FailureKind.NOT_IN_CHANNEL),
     ("channel_not_found", FailureKind.TARGET_GONE),
     ("is_archived", FailureKind.TARGET_GONE),
-    ("missing_scope", FailureKind.FORBIDDEN),
+    ("restricted_action", FailureKind.FORBIDDEN),
+    ("missing_scope", FailureKind.MISCONFIGURED),
     ("internal_error", FailureKind.TRANSIENT),
     ("msg_too_long", FailureKind.TRANSIENT),
 ])

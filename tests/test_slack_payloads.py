@@ -100,7 +100,9 @@ def test_user_profile_facts() -> None:
     ("token_revoked", FailureKind.INSTALL_GONE),
     ("account_inactive", FailureKind.INSTALL_GONE),
     ("ratelimited", FailureKind.RATE_LIMITED),
-    ("missing_scope", FailureKind.FORBIDDEN),
+    ("restricted_action", FailureKind.FORBIDDEN),
+    ("missing_scope", FailureKind.MISCONFIGURED),
+    ("not_allowed_token_type", FailureKind.MISCONFIGURED),
     ("internal_error", FailureKind.TRANSIENT),
     ("fatal_error", FailureKind.TRANSIENT),
     ("", FailureKind.TRANSIENT),
@@ -113,6 +115,7 @@ def test_failure_kinds_for_direct_messages() -> None:
     assert failure_kind("cannot_dm_bot", to_user=True) is FailureKind.DMS_CLOSED
     assert failure_kind("user_not_found", to_user=True) is FailureKind.DMS_CLOSED
     assert failure_kind("channel_not_found", to_user=True) is FailureKind.DMS_CLOSED
+    assert failure_kind("missing_scope", to_user=True) is FailureKind.MISCONFIGURED   # the app's fault, not theirs
 
 
 def test_http_429_is_rate_limited_with_retry_after() -> None:

@@ -15,8 +15,11 @@ NOT_IN_CHANNEL_CODES = frozenset({"not_in_channel"})
 TARGET_GONE_CODES = frozenset({"channel_not_found", "is_archived"})
 INSTALL_GONE_CODES = frozenset({"invalid_auth", "token_revoked", "account_inactive", "not_authed"})
 DMS_CLOSED_CODES = frozenset({"cannot_dm_bot", "user_not_found", "user_disabled", "user_not_visible"})
-FORBIDDEN_CODES = frozenset({"missing_scope", "restricted_action", "not_allowed_token_type",
-                             "ekm_access_denied", "team_access_not_granted"})
+FORBIDDEN_CODES = frozenset({"restricted_action"})      # this channel does not let the bot post
+# The app itself is set up wrong (a scope missing from the manifest, the wrong kind of token): every
+# send fails alike, so nobody's post or alerts are paused; the operator is told in the log.
+MISCONFIGURED_CODES = frozenset({"missing_scope", "not_allowed_token_type", "no_permission", "ekm_access_denied",
+                                 "team_access_not_granted"})
 RATE_LIMITED_CODES = frozenset({"ratelimited", "rate_limited"})
 
 DEFAULT_RETRY_AFTER = 30.0
@@ -50,6 +53,8 @@ def failure_kind(code: str, *, to_user: bool = False) -> FailureKind:
         return FailureKind.DMS_CLOSED if to_user else FailureKind.TARGET_GONE
     if code in FORBIDDEN_CODES:
         return FailureKind.FORBIDDEN
+    if code in MISCONFIGURED_CODES:
+        return FailureKind.MISCONFIGURED
     return FailureKind.TRANSIENT
 
 
