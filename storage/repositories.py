@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
+from typing import Any
+
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -466,16 +468,20 @@ class Workspaces:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def activate(self, platform: str, workspace: str, name: str | None = None) -> None:
+    async def activate(self, platform: str, workspace: str, name: str | None = None, *,
+                       default_timezone: str | None = None) -> None:
+        """Mark a workspace installed; ``default_timezone`` (e.g. the installer's) is kept if none is set."""
         async with self._db.transaction() as session:
             insert = _insert(session)
-            values = dict(active=True, deactivated_at=None, deactivated_reason=None)
+            values: dict[str, Any] = dict(active=True, deactivated_at=None, deactivated_reason=None)
             if name:
                 values["name"] = name
+            if default_timezone:
+                values["default_timezone"] = func.coalesce(Workspace.default_timezone, default_timezone)
             await session.execute(
                 insert(Workspace)
                 .values(platform=platform, workspace_id=workspace, name=name, installed_at=utcnow(),
-                        active=True)
+                        active=True, default_timezone=default_timezone)
                 .on_conflict_do_update(index_elements=["platform", "workspace_id"], set_=values)
             )
 

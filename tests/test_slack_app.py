@@ -388,6 +388,43 @@ async def test_send_to_user_opens_the_dm_first(running: Running) -> None:
     assert sent.channel == "DU7"
 
 
+async def test_a_dm_channel_is_opened_once_and_again_only_when_slack_forgets_it(running: Running) -> None:
+    person = UserRef("slack", TEAM, "U7")
+    for _ in range(3):
+        await running.adapter.send_to_user(person, digest())
+    assert len(running.slack.calls_to("conversations.open")) == 1
+    assert [c.params["channel"] for c in running.slack.calls_to("chat.postMessage")] == ["DU7"] * 3
+    running.slack.fail("chat.postMessage", "channel_not_found", times=1)
+    sent = await running.adapter.send_to_user(person, digest())
+    assert sent.channel == "DU7" and len(running.slack.calls_to("conversations.open")) == 2
+    running.slack.fail("chat.postMessage", "cannot_dm_bot", times=1)     # other errors are not retried
+    with pytest.raises(SendError) as raised:
+        await running.adapter.send_to_user(person, digest())
+    assert raised.value.kind is FailureKind.DMS_CLOSED and len(running.slack.calls_to("conversations.open")) == 2
+
+
+async def test_a_slow_add_topic_submission_is_answered_in_time_and_still_done(running: Running,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slack wants the modal answered within 3 s; a slow subscription must not make it time out."""
+    release = asyncio.Event()
+    core_dispatch = running.app.core.dispatch
+
+    async def slow_dispatch(ctx: Any, args: Any) -> Reply:
+        await release.wait()
+        return await core_dispatch(ctx, args)
+
+    monkeypatch.setattr(running.app.core, "dispatch", slow_dispatch)
+    running.adapter.modal_ack_budget = 0.1
+    users_info_before = len(running.slack.calls_to("users.info"))
+    started = time.monotonic()
+    status, body = await running.post(urlencode({"payload": json.dumps(view_submission_payload("Slow Topic"))}))
+    assert (status, body) == (200, "") and time.monotonic() - started < 2.0   # closed while the work goes on
+    assert len(running.slack.calls_to("users.info")) == users_info_before   # nothing slow before the answer
+    release.set()
+    await running.slack.wait_for("views.publish")
+    assert await running.app.storage.topics.topics(UserRef("slack", TEAM, "U1")) == ["slow topic"]
+
+
 @pytest.mark.parametrize(("code", "kind"), [
     ("not_in_channel", FailureKind.NOT_IN_CHANNEL),
     ("channel_not_found", FailureKind.TARGET_GONE),

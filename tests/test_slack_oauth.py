@@ -140,8 +140,12 @@ async def test_oauth_install_stores_the_installation_and_activates_the_workspace
         multi: tuple[App, SlackAdapter, aiohttp.ClientSession], slack: FakeSlackApi,
         caplog: pytest.LogCaptureFixture) -> None:
     app, adapter, http = multi
+    slack.users["U_INSTALLER"] = {"tz": "Asia/Kolkata"}
     status, page = await install(adapter, http)
     assert status == 200, page
+    # The installer's zone becomes the workspace's default (for people Slack reports no zone for).
+    assert slack.calls_to("users.info")[0].params["user"] == "U_INSTALLER"
+    assert await workspace_zone(app, TEAM) == "Asia/Kolkata"
     exchange = slack.calls_to("oauth.v2.access")
     assert len(exchange) == 1 and exchange[0].params["code"] == "code-123"
     assert adapter.installation_store is not None
@@ -154,6 +158,21 @@ async def test_oauth_install_stores_the_installation_and_activates_the_workspace
     await adapter.send_to_user(UserRef("slack", TEAM, "U5"), digest())
     assert {c.token for c in slack.calls if c.method in ("chat.postMessage", "conversations.open")} == {INSTALLED_TOKEN}
     assert INSTALLED_TOKEN not in caplog.text and CLIENT_SECRET not in caplog.text
+
+    slack.users["U_INSTALLER"] = {"tz": "America/Denver"}
+    adapter._user_facts.clear()  # noqa: SLF001 - a later reinstall, after the cache expired
+    assert (await install(adapter, http))[0] == 200
+    assert await workspace_zone(app, TEAM) == "Asia/Kolkata"      # a default once set is kept
+
+
+async def workspace_zone(app: App, team: str) -> str | None:
+    from sqlalchemy import select
+
+    from storage.models import Workspace
+
+    async with app.storage.db.read() as session:
+        return (await session.execute(select(Workspace.default_timezone).where(
+            Workspace.platform == "slack", Workspace.workspace_id == team))).scalar_one()
 
 
 async def test_a_forged_state_is_refused(multi: tuple[App, SlackAdapter, aiohttp.ClientSession],

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions, AsyncFailureArgs, AsyncSuccessArgs
@@ -81,6 +81,8 @@ REDIRECT_PATH = "/slack/oauth_redirect"
 HEALTH_PATH = "/healthz"
 OAUTH_STATE_SECONDS = 600
 USER_CACHE_SECONDS = 3600
+DM_CHANNEL_CACHE_SIZE = 100_000   # (workspace, user) -> DM channel id; a DM channel id never changes
+MODAL_ACK_BUDGET_SECONDS = 2.0    # Slack wants a view_submission answered within 3 s
 
 
 class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
@@ -138,6 +140,8 @@ class SlackAdapter:
         self._clients: dict[str, AsyncWebClient] = {}
         self._user_facts: TTLCache[tuple[str, str], tuple[str | None, bool]] = TTLCache(
             maxsize=10_000, ttl=USER_CACHE_SECONDS)
+        self._dm_channels: LRUCache[tuple[str, str], str] = LRUCache(maxsize=DM_CHANNEL_CACHE_SIZE)
+        self.modal_ack_budget = MODAL_ACK_BUDGET_SECONDS
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._socket_handler: Any = None
@@ -293,11 +297,24 @@ class SlackAdapter:
         return await self._post(channel.workspace, channel.channel, reply, to_user=False)
 
     async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
-        """Open (or find) the direct message with ``user`` and post there."""
+        """Post in the direct message with ``user``, opened with conversations.open once per process.
+
+        A cached DM channel that Slack no longer knows is forgotten and opened again, once.
+        """
+        key = (user.workspace, user.user)
+        cached = self._dm_channels.get(key)
+        if cached is not None:
+            try:
+                return await self._post(user.workspace, cached, reply, to_user=True)
+            except SendError as exc:
+                if exc.detail != "channel_not_found":
+                    raise
+                self._dm_channels.pop(key, None)
         opened = await self._call(user.workspace, "conversations.open", to_user=True, users=user.user)
         dm = (opened.get("channel") or {}).get("id")
         if not dm:
             raise SendError(FailureKind.TRANSIENT, "no_dm_channel")
+        self._dm_channels[key] = dm
         return await self._post(user.workspace, dm, reply, to_user=True)
 
     # --- who is asking --------------------------------------------------------------------------
@@ -398,18 +415,34 @@ class SlackAdapter:
 
     async def _on_add_topic_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
                                       client: AsyncWebClient) -> None:
-        """The Add topic modal: subscribe, or show what is wrong inside the modal."""
+        """The Add topic modal: subscribe, or show what is wrong inside the modal.
+
+        Slack closes the modal with an error unless it is answered within 3 s. The topic is
+        checked at once; the subscription gets :attr:`modal_ack_budget` seconds to report a
+        refusal (e.g. too many topics) inside the modal, after which the modal is closed and
+        the work finishes on its own (the Home tab then shows the result).
+        """
         args = self._topic_args(cmd.SUBSCRIBE, submitted_topic(view))
         if args.name != cmd.SUBSCRIBE:
             await ack(response_action="errors", errors={TOPIC_BLOCK: args.problem or "That topic does not work."})
             return
-        ctx = await self._interaction(client, body)
-        reply = await self._core.dispatch(ctx, args)
-        if reply.is_error:
-            await ack(response_action="errors", errors={TOPIC_BLOCK: " ".join(reply.lines)[:300] or reply.title})
-            return
-        await ack()
-        await self.publish_home(client, ctx.user.workspace, ctx.user.user)
+        team, user_id = team_of(body), str(body["user"]["id"])
+        cached = self._user_facts.get((team, user_id))   # no users.info call before the answer
+        ctx = interaction_context(body, user_timezone=cached[0] if cached else None, can_manage_channel=False)
+        work = asyncio.ensure_future(self._core.dispatch(ctx, args))
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(work), self.modal_ack_budget)
+        except asyncio.TimeoutError:
+            await ack()
+            reply = await work
+            if reply.is_error:
+                log.info("Add topic for %s in %s answered after the modal closed: %s", user_id, team, reply.title)
+        else:
+            if reply.is_error:
+                await ack(response_action="errors", errors={TOPIC_BLOCK: " ".join(reply.lines)[:300] or reply.title})
+                return
+            await ack()
+        await self.publish_home(client, team, user_id)
 
     # --- install and uninstall -------------------------------------------------------------------
 
@@ -417,9 +450,18 @@ class SlackAdapter:
         installation = args.installation
         workspace = installation.team_id or installation.enterprise_id
         if workspace:
-            await self._storage.workspaces.activate(PLATFORM, workspace, installation.team_name)
+            await self._storage.workspaces.activate(PLATFORM, workspace, installation.team_name,
+                                                    default_timezone=await self._installer_timezone(installation))
             log.info("Slack workspace %s installed Paperboy", workspace)
         return await args.default.success(args)
+
+    async def _installer_timezone(self, installation: Any) -> str | None:
+        """The installing person's time zone: the workspace's default for people Slack gives none."""
+        if not installation.bot_token or not installation.user_id:
+            return None
+        tz, _ = await self._facts(self._new_client(installation.bot_token), installation.team_id or "",
+                                  installation.user_id)
+        return tz
 
     async def _on_install_failed(self, args: AsyncFailureArgs) -> BoltResponse:
         log.warning("Slack install failed: %s", args.reason)
