@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -72,6 +72,16 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def insert_for(executor: AsyncSession | AsyncConnection):  # noqa: ANN201 - dialect-specific Insert constructor
+    """The dialect's INSERT, which supports ``ON CONFLICT`` (PostgreSQL and SQLite spell it alike)."""
+    dialect = executor.bind.dialect.name if isinstance(executor, AsyncSession) else executor.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 class Database:
     """One database: an async engine, a session factory and migrations."""
 
@@ -111,9 +121,22 @@ class Database:
             await session.connection(execution_options={READ_ONLY: True})
             yield session
 
-    def upgrade(self, revision: str = "head") -> None:
-        """Apply Alembic migrations (blocking; call before the event loop or in a thread)."""
-        upgrade_database(self.url, revision)
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for reading only: on SQLite it neither takes nor waits for the write lock."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            yield conn
+
+    @asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in one write transaction, queued like :meth:`transaction` (bulk statements)."""
+        if self._sqlite_turn is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._sqlite_turn, self.engine.begin() as conn:
+            yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.models import ChannelRef, UserRef
 from bot.schedule import local_day, next_occurrence
 from bot.text import InputError
-from storage.db import Database
+from storage.db import Database, insert_for
 from storage.models import ChannelSubscription, Delivery, SentPaper, TopicSubscription, UserProfile, Workspace
 
 log = logging.getLogger(__name__)
@@ -152,12 +152,7 @@ class _DueTimes:
         return found
 
 
-def _insert(conn: AsyncConnection):  # noqa: ANN202 - dialect-specific Insert constructor
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+_insert = insert_for
 
 
 class Deliveries:
@@ -171,10 +166,11 @@ class Deliveries:
         """A transaction that may claim rows.
 
         On PostgreSQL the claim queries lock rows with ``FOR UPDATE SKIP LOCKED``;
-        on SQLite :class:`storage.db.Database` opens every transaction with
-        ``BEGIN IMMEDIATE``, so claimers queue on the write lock.
+        on SQLite :class:`storage.db.Database` opens every write transaction with
+        ``BEGIN IMMEDIATE`` and queues this process's writers, so claimers and
+        command writes wait their turn instead of failing with "database is locked".
         """
-        async with self._db.engine.begin() as conn:
+        async with self._db.write_connection() as conn:
             yield conn
 
     # --- claiming -------------------------------------------------------------------------
@@ -388,7 +384,7 @@ class Deliveries:
                  .where(s.enabled.is_(True), s.next_due_at <= now).order_by(s.next_due_at, s.id).limit(limit))
         if after is not None:
             query = query.where(or_(s.next_due_at > after[0], and_(s.next_due_at == after[0], s.id > after[1])))
-        async with self._db.engine.connect() as conn:
+        async with self._db.read_connection() as conn:
             rows = (await conn.execute(query)).all()
         return [ChannelJob(delivery_id=0, subscription_id=r.id,
                            channel=ChannelRef(r.platform, r.workspace_id, r.channel_id),
@@ -405,7 +401,7 @@ class Deliveries:
                  .where(p.alerts_enabled.is_(True), p.next_due_at <= now).order_by(p.next_due_at, p.id).limit(limit))
         if after is not None:
             query = query.where(or_(p.next_due_at > after[0], and_(p.next_due_at == after[0], p.id > after[1])))
-        async with self._db.engine.connect() as conn:
+        async with self._db.read_connection() as conn:
             rows = (await conn.execute(query)).all()
             topics = await self._topics(conn, [r.id for r in rows])
         return [AlertJob(delivery_id=0, profile_id=r.id, user=UserRef(r.platform, r.workspace_id, r.user_id),
@@ -421,7 +417,7 @@ class Deliveries:
         papers = list(dict.fromkeys(paper_ids))
         if not profile_ids or not papers:
             return found
-        async with self._db.engine.connect() as conn:
+        async with self._db.read_connection() as conn:
             rows = await conn.execute(
                 select(SentPaper.profile_id, SentPaper.paper_id)
                 .where(SentPaper.profile_id.in_(list(profile_ids)), SentPaper.paper_id.in_(papers)))
@@ -435,7 +431,7 @@ class Deliveries:
             return
         d = Delivery
         ordered = sorted(outcomes, key=lambda o: o.delivery_id)
-        async with self._db.engine.begin() as conn:
+        async with self._db.write_connection() as conn:
             await conn.execute(
                 update(d).where(d.id == bindparam("b_id"))
                 .values(status=bindparam("b_status"), sent_at=bindparam("b_sent_at"),
@@ -471,12 +467,12 @@ class Deliveries:
         query = select(Delivery.status, func.count()).group_by(Delivery.status)
         if kind is not None:
             query = query.where(Delivery.kind == kind)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read_connection() as conn:
             return {status: count for status, count in await conn.execute(query)}
 
     async def prune(self, before: date) -> int:
         """Delete finished ledger rows of days before ``before``; returns how many."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write_connection() as conn:
             result = await conn.execute(
                 delete(Delivery).where(Delivery.day < before, Delivery.status.in_([SENT, SKIPPED, PAUSED, FAILED])))
             return result.rowcount or 0

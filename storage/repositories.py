@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import ChannelRef, Paper, UserRef
-from storage.db import Database, upgrade_database
+from storage.db import Database, insert_for, upgrade_database
 from storage.models import (
     ChannelSubscription,
     FeedEntry,
@@ -30,13 +30,7 @@ from storage.models import (
 )
 
 
-def _insert(session: AsyncSession):  # noqa: ANN202 - dialect-specific Insert constructor
-    """The dialect's INSERT that supports ON CONFLICT."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+_insert = insert_for
 
 
 # --- records -------------------------------------------------------------------------
