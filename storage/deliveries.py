@@ -21,10 +21,11 @@ A delivery is *claimed* before it is sent and *recorded* after:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -185,6 +186,43 @@ class Deliveries:
                 .returning(table.c.id, table.c.subscription_id))
         return {sub: delivery for delivery, sub in (await conn.execute(stmt, rows)).all()}
 
+    async def _claim(self, kind: str, table: Any, query: Any, *, now: datetime, grace: timedelta, worker_id: str,
+                     claimed_at: datetime | None, schedule_of: Callable[[Any, _DueTimes], tuple[datetime, str]],
+                     times: _DueTimes, topics: bool = False) -> tuple[ClaimResult, list[tuple[Any, date, int]],
+                                                                      dict[int, list[str]]]:
+        """Claim the due rows ``query`` selects (locked, SKIP LOCKED) in one transaction.
+
+        Each row gets a ledger row for its local day (``skipped`` when later than ``grace``) and
+        its next due time. Returns the counts, the (row, day, delivery id) of every claim to
+        send, and, with ``topics``, the topics of those people (read in the same transaction).
+        """
+        result = ClaimResult()
+        async with self._write() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return result, [], {}
+            result.scanned = len(rows)
+            ledger, advances, meta = [], [], {}
+            for row in rows:
+                following, zone = schedule_of(row, times)
+                day = times.local_day(row.next_due_at, zone)
+                late = now - row.next_due_at > grace
+                ledger.append(dict(kind=kind, subscription_id=row.id, day=day, due_at=row.next_due_at,
+                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id,
+                                   claimed_at=claimed_at or now, attempts=0 if late else 1, paper_count=0,
+                                   error=MISSED if late else None))
+                advances.append({"b_id": row.id, "b_due": following})
+                meta[row.id] = (row, day, late)
+            claimed = await self._insert_claims(conn, kind, ledger)
+            await conn.execute(update(table).where(table.id == bindparam("b_id"))
+                               .values(next_due_at=bindparam("b_due")), advances)
+            to_send = [(row, day, claimed[sub_id]) for sub_id, (row, day, late) in meta.items()
+                       if sub_id in claimed and not late]
+            found = await self._topics(conn, [row.id for row, _, _ in to_send]) if topics else {}
+        result.duplicates = sum(1 for sub_id in meta if sub_id not in claimed)
+        result.missed = sum(1 for sub_id, (_, _, late) in meta.items() if sub_id in claimed and late)
+        return result, to_send, found
+
     async def claim_due_channels(self, *, now: datetime, grace: timedelta, worker_id: str,
                                  platforms: Sequence[str] | None, fallback_zone: str,
                                  limit: int = 500, claimed_at: datetime | None = None) -> ClaimResult:
@@ -201,37 +239,15 @@ class Deliveries:
                  .with_for_update(skip_locked=True, of=s))
         if platforms is not None:
             query = query.where(s.platform.in_(list(platforms)))
-        result = ClaimResult()
-        async with self._write() as conn:
-            rows = (await conn.execute(query)).all()
-            if not rows:
-                return result
-            result.scanned = len(rows)
-            ledger, advances, meta = [], [], {}
-            times = _DueTimes(now, fallback_zone)
-            for row in rows:
-                following, zone = times.advance(row.post_time, time(9, 0), row.timezone)
-                day = times.local_day(row.next_due_at, zone)
-                late = now - row.next_due_at > grace
-                ledger.append(dict(kind=CHANNEL, subscription_id=row.id, day=day, due_at=row.next_due_at,
-                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=claimed_at or now,
-                                   attempts=0 if late else 1, paper_count=0, error=MISSED if late else None))
-                advances.append({"b_id": row.id, "b_due": following})
-                meta[row.id] = (row, day, late)
-            claimed = await self._insert_claims(conn, CHANNEL, ledger)
-            await conn.execute(update(s).where(s.id == bindparam("b_id")).values(next_due_at=bindparam("b_due")),
-                               advances)
-        for sub_id, (row, day, late) in meta.items():
-            if sub_id not in claimed:
-                result.duplicates += 1
-            elif late:
-                result.missed += 1
-            else:
-                result.jobs.append(ChannelJob(
-                    delivery_id=claimed[sub_id], subscription_id=sub_id,
-                    channel=ChannelRef(row.platform, row.workspace_id, row.channel_id), day=day,
-                    due_at=row.next_due_at, top_n=row.top_n, post_when_empty=row.post_when_empty,
-                    last_feed_day=row.last_feed_day, created_by=row.created_by))
+        result, to_send, _ = await self._claim(
+            CHANNEL, s, query, now=now, grace=grace, worker_id=worker_id, claimed_at=claimed_at,
+            times=_DueTimes(now, fallback_zone),
+            schedule_of=lambda row, times: times.advance(row.post_time, time(9, 0), row.timezone))
+        result.jobs.extend(ChannelJob(
+            delivery_id=delivery_id, subscription_id=row.id,
+            channel=ChannelRef(row.platform, row.workspace_id, row.channel_id), day=day, due_at=row.next_due_at,
+            top_n=row.top_n, post_when_empty=row.post_when_empty, last_feed_day=row.last_feed_day,
+            created_by=row.created_by) for row, day, delivery_id in to_send)
         return result
 
     async def claim_due_alerts(self, *, now: datetime, grace: timedelta, worker_id: str,
@@ -248,39 +264,14 @@ class Deliveries:
                  .with_for_update(skip_locked=True, of=p))
         if platforms is not None:
             query = query.where(p.platform.in_(list(platforms)))
-        result = ClaimResult()
-        async with self._write() as conn:
-            rows = (await conn.execute(query)).all()
-            if not rows:
-                return result
-            result.scanned = len(rows)
-            ledger, advances, meta = [], [], {}
-            times = _DueTimes(now, schedule.default_zone)
-            for row in rows:
-                zone = row.timezone or row.default_timezone or schedule.default_zone
-                following, zone = times.advance(row.alert_time, schedule.default_time, zone)
-                day = times.local_day(row.next_due_at, zone)
-                late = now - row.next_due_at > grace
-                ledger.append(dict(kind=ALERT, subscription_id=row.id, day=day, due_at=row.next_due_at,
-                                   status=SKIPPED if late else CLAIMED, claimed_by=worker_id, claimed_at=claimed_at or now,
-                                   attempts=0 if late else 1, paper_count=0, error=MISSED if late else None))
-                advances.append({"b_id": row.id, "b_due": following})
-                meta[row.id] = (row, day, late)
-            claimed = await self._insert_claims(conn, ALERT, ledger)
-            await conn.execute(update(p).where(p.id == bindparam("b_id")).values(next_due_at=bindparam("b_due")),
-                               advances)
-            wanted = [sub for sub, (_, _, late) in meta.items() if sub in claimed and not late]
-            topics = await self._topics(conn, wanted)
-        for sub_id, (row, day, late) in meta.items():
-            if sub_id not in claimed:
-                result.duplicates += 1
-            elif late:
-                result.missed += 1
-            else:
-                result.jobs.append(AlertJob(
-                    delivery_id=claimed[sub_id], profile_id=sub_id,
-                    user=UserRef(row.platform, row.workspace_id, row.user_id), day=day, due_at=row.next_due_at,
-                    topics=tuple(topics.get(sub_id, ()))))
+        result, to_send, topics = await self._claim(
+            ALERT, p, query, now=now, grace=grace, worker_id=worker_id, claimed_at=claimed_at,
+            times=_DueTimes(now, schedule.default_zone), topics=True,
+            schedule_of=lambda row, times: times.advance(
+                row.alert_time, schedule.default_time, row.timezone or row.default_timezone or schedule.default_zone))
+        result.jobs.extend(AlertJob(
+            delivery_id=delivery_id, profile_id=row.id, user=UserRef(row.platform, row.workspace_id, row.user_id),
+            day=day, due_at=row.next_due_at, topics=tuple(topics.get(row.id, ()))) for row, day, delivery_id in to_send)
         return result
 
     @staticmethod
