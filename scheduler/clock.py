@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
@@ -22,7 +22,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.delivery import DeliveryReport, default_worker_id, run_delivery_pass
+from scheduler.delivery import DeliveryReport, default_worker_id, prune_history, run_delivery_pass
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_ID = "delivery-pass"
+UPKEEP_JOB_ID = "prune-history"
+UPKEEP_HOURS = 24
 STOP_TIMEOUT_SECONDS = 30.0
 
 Clock = Callable[[], datetime]
@@ -73,6 +75,9 @@ class DeliveryScheduler:
         scheduler.add_job(self._tick, IntervalTrigger(seconds=self.poll_seconds, timezone=timezone.utc),
                           id=JOB_ID, name="deliver due posts and alerts", next_run_time=utcnow(),
                           replace_existing=True)
+        scheduler.add_job(self._upkeep, IntervalTrigger(hours=UPKEEP_HOURS, timezone=timezone.utc),
+                          id=UPKEEP_JOB_ID, name="prune old ledger rows and sent papers",
+                          next_run_time=utcnow() + timedelta(minutes=5), replace_existing=True)
         scheduler.start()
         self._scheduler = scheduler
         log.info("delivery scheduler started: a pass every %ss (worker %s)", self.poll_seconds, self.worker_id)
@@ -94,6 +99,13 @@ class DeliveryScheduler:
             async with self._changed:
                 self.passes += 1
                 self._changed.notify_all()
+
+    async def _upkeep(self) -> None:
+        """Daily: prune history (several processes doing it at once is harmless)."""
+        try:
+            await prune_history(self.app, now=self.clock())
+        except Exception:  # noqa: BLE001 - tried again tomorrow
+            log.exception("pruning old deliveries failed")
 
     async def wait_for_passes(self, count: int, timeout: float = 10.0) -> None:
         """Wait until ``count`` passes have finished (for tests and health checks)."""

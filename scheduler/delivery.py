@@ -76,6 +76,12 @@ CLAIM_LEASE = timedelta(minutes=10)
 RETRY_DELAY = timedelta(minutes=2)
 MAX_ATTEMPTS = 5
 ALERT_FEED_DAYS = 2
+# Upkeep (once a day): the ledger only has to outlive the grace window to stop a second claim of a
+# day; a month keeps it useful for looking back. A paper reaches an alert only from the feed of the
+# last ALERT_FEED_DAYS days, and Hugging Face lists a paper on one feed day, so a paper sent 90 days
+# ago is never a candidate again: forgetting it then cannot send it twice.
+LEDGER_RETENTION = timedelta(days=30)
+SENT_PAPERS_RETENTION = timedelta(days=90)
 ALERT_PAPERS_PER_TOPIC = 5
 ALERT_PAPERS_TOTAL = 15
 SECTION_CACHE_SIZE = 20_000
@@ -691,6 +697,15 @@ def creator_notice(channel: ChannelRef, kind: FailureKind) -> Reply:
                "and Embed Links), then run /papers channel on in that channel to resume the post.")
     return Reply(kind=ReplyKind.CHANNEL_SETTING, title="Your daily papers post is paused",
                  lines=(problem, fix), ephemeral=False)
+
+
+async def prune_history(app: App, *, now: datetime) -> tuple[int, int]:
+    """Forget ledger rows and sent papers older than their retention; returns (ledger rows, sent papers)."""
+    pruned = await Deliveries(app.storage.db).prune(ledger_before=(now - LEDGER_RETENTION).date(),
+                                                    sent_papers_before=now - SENT_PAPERS_RETENTION)
+    if any(pruned):
+        log.info("pruned %d ledger rows and %d sent-paper records", *pruned)
+    return pruned
 
 
 async def run_delivery_pass(app: App, *, now: datetime | None = None, dry_run: bool = False,

@@ -461,12 +461,20 @@ class Deliveries:
         async with self._db.read_connection() as conn:
             return {status: count for status, count in await conn.execute(query)}
 
-    async def prune(self, before: date) -> int:
-        """Delete finished ledger rows of days before ``before``; returns how many."""
+    async def prune(self, *, ledger_before: date, sent_papers_before: datetime) -> tuple[int, int]:
+        """Delete finished ledger rows of days before ``ledger_before`` and the record of papers sent
+        before ``sent_papers_before``; returns how many of each.
+
+        Safe for the ledger's guarantees: a day that old is far outside the grace window, so
+        no claim for it is made again; see :data:`scheduler.delivery.SENT_PAPERS_RETENTION`
+        for why old sent papers cannot be sent twice.
+        """
         async with self._db.write_connection() as conn:
-            result = await conn.execute(
-                delete(Delivery).where(Delivery.day < before, Delivery.status.in_([SENT, SKIPPED, PAUSED, FAILED])))
-            return result.rowcount or 0
+            ledger = await conn.execute(
+                delete(Delivery).where(Delivery.day < ledger_before,
+                                       Delivery.status.in_([SENT, SKIPPED, PAUSED, FAILED])))
+            sent = await conn.execute(delete(SentPaper).where(SentPaper.sent_at < sent_papers_before))
+            return ledger.rowcount or 0, sent.rowcount or 0
 
 
 def _safe_local_day(instant: datetime, zone: str, fallback_zone: str) -> date:

@@ -501,3 +501,39 @@ async def test_a_pass_running_longer_than_the_lease_keeps_its_claims(app: App, h
     report = await asyncio.wait_for(delivery_pass, 10)
     assert report.sent == 2 and report.recovered == 0
     assert sorted(item.target.channel for item in adapter.outbox) == ["C0", "C1"]
+
+
+async def test_history_is_pruned_but_a_paper_is_still_never_sent_twice(app: App, hf: FakeHuggingFace) -> None:
+    from sqlalchemy import func, select
+
+    from scheduler.clock import UPKEEP_JOB_ID
+    from scheduler.delivery import prune_history
+    from storage.models import Delivery, SentPaper
+
+    person = UserRef("slack", "T1", "U1")
+    await add_person(app.storage, person, ["generalization"], after=at(FRIDAY, 0))
+    await add_channel(app.storage, ChannelRef("slack", "T1", "C1"), at=time(9, 0), tz="UTC", after=at(FRIDAY, 0))
+    assert (await run_delivery_pass(app, now=at(FRIDAY, 9, 1))).sent == 2
+
+    async def counts() -> tuple[int, int]:
+        async with app.storage.db.read() as session:
+            return ((await session.execute(select(func.count()).select_from(Delivery))).scalar_one(),
+                    (await session.execute(select(func.count()).select_from(SentPaper))).scalar_one())
+
+    sent_before = await counts()
+    assert sent_before[0] == 2 and sent_before[1] >= 1
+    assert await prune_history(app, now=at(FRIDAY, 12)) == (0, 0)              # all recent: nothing goes
+    assert await counts() == sent_before
+    # the next day the same feed is still the latest: the person gets nothing again
+    assert (await run_delivery_pass(app, now=at(SATURDAY, 9, 1))).sent == 0
+    far_later = at(FRIDAY, 12) + timedelta(days=91)
+    assert await prune_history(app, now=far_later) == (4, sent_before[1])
+    assert await counts() == (0, 0)
+
+    scheduler = DeliveryScheduler(app, clock=lambda: at(FRIDAY, 10))
+    await scheduler.start()
+    try:
+        assert scheduler._scheduler is not None  # noqa: SLF001
+        assert scheduler._scheduler.get_job(UPKEEP_JOB_ID) is not None  # noqa: SLF001 - pruning is scheduled
+    finally:
+        await scheduler.stop()
