@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, timezone
-import time
 
 import httpx
 import pytest
@@ -310,29 +309,33 @@ async def test_transport_errors_are_retried_then_unavailable(sleep: RecordedSlee
 
 
 async def test_a_cancelled_caller_leaves_the_others_their_answer(fake: FakeHuggingFace) -> None:
-    fake.delay = 0.3
+    fake.hold_until = 2   # the one shared request waits at the server until the test lets it go
     async with HuggingFaceClient(fake.url) as hf:
         impatient = asyncio.create_task(hf.search("grokking"))
         patient = [asyncio.create_task(hf.search("grokking")) for _ in range(3)]
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(10):
+            while fake.waiting < 1:           # the request is on the server, nobody has an answer
+                await asyncio.sleep(0.01)
         impatient.cancel()
+        await asyncio.gather(impatient, return_exceptions=True)
+        assert not any(task.done() for task in patient)
+        async with httpx.AsyncClient(base_url=fake.url) as nudge:   # a second waiting request releases both
+            await nudge.get("/api/papers/search", params={"q": "other"})
         results = await asyncio.gather(*patient)
         assert all(r and r == results[0] for r in results)
         assert await hf.search("grokking") == results[0]  # cached by the shared call
     assert impatient.cancelled()
-    assert fake.count("/api/papers/search") == 1
+    assert [q["q"] for path, q in fake.requests if path.endswith("/search")] == ["grokking", "other"]
 
 
 async def test_fake_answers_200_concurrent_connections_in_parallel(fake: FakeHuggingFace) -> None:
-    fake.delay = 0.5
+    """Every request is held until all 200 wait at once: only a server handling them in parallel answers."""
+    fake.hold_until = 200
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(base_url=fake.url, limits=limits, timeout=20) as http:
-        started = time.monotonic()
+    async with httpx.AsyncClient(base_url=fake.url, limits=limits, timeout=60) as http:
         answers = await asyncio.gather(*(http.get("/api/papers/search", params={"q": f"w{n}"}) for n in range(200)))
-        elapsed = time.monotonic() - started
     assert all(a.status_code == 200 for a in answers)
-    assert len(fake.requests) == 200
-    assert elapsed < 5  # serialised, 200 answers of 0.5 s would take 100 s
+    assert len(fake.requests) == 200 and fake.waiting == 200
 
 
 async def test_fake_search_orders_by_words_matched_then_upvotes(fake: FakeHuggingFace) -> None:
@@ -358,8 +361,15 @@ async def test_the_token_never_reaches_the_logs(fake: FakeHuggingFace, sleep: Re
     caplog.set_level(logging.DEBUG)
     fake.fail_next(503)
     fake.fail_next(401)
+    sent: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request.headers.get("authorization", ""))
+
     async with HuggingFaceClient(fake.url, token="hf_topsecret123", sleep=sleep) as hf:
+        hf._http.event_hooks["request"].append(record)  # the token really travels with each request
         with pytest.raises(SourceUnavailable) as failure:
             await hf.search("secrets")
-    assert "hf_topsecret123" not in caplog.text + str(failure.value) + repr(hf)
+    assert sent == ["Bearer hf_topsecret123"] * 2
+    assert "hf_topsecret123" not in caplog.text + str(failure.value)
     assert "HTTP 503" in caplog.text

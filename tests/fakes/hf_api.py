@@ -112,6 +112,11 @@ class FakeHuggingFace:
         self.daily = daily if daily is not None else default_daily(self.papers)
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.delay = 0.0
+        # With ``hold_until`` = N, every request waits until N requests are waiting at once: a
+        # server that handled requests one at a time would never answer (tests of parallelism).
+        self.hold_until: int | None = None
+        self.waiting = 0
+        self._arrivals: asyncio.Condition | None = None
         self._failures: deque[tuple[int, dict[str, str], str | None]] = deque()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,6 +185,12 @@ class FakeHuggingFace:
         with self._lock:
             self.requests.append((request.path, dict(request.query)))
             failure = self._failures.popleft() if self._failures else None
+        if self.hold_until:
+            self._arrivals = self._arrivals or asyncio.Condition()   # made in the server's own loop
+            async with self._arrivals:
+                self.waiting += 1
+                self._arrivals.notify_all()
+                await self._arrivals.wait_for(lambda: self.hold_until is None or self.waiting >= self.hold_until)
         if self.delay:
             await asyncio.sleep(self.delay)
         if failure is None:
