@@ -36,6 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 APPLICATION_ID = "900000000000000001"
 BOT_USER = {"id": APPLICATION_ID, "username": "Paperboy", "discriminator": "0", "global_name": None,
             "avatar": None, "bot": True}
@@ -109,11 +111,7 @@ class FakeDiscordApi:
         )
         for method, path, name in routes:
             app.router.add_route(method, "/api/v10" + path, self._handler(name))
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self._runner, self._port = await serve_on_loopback(app)
         self._changed = asyncio.Condition()
         return self
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.sample import sample_records
+from tests.fakes.loopback import serve_on_loopback
 
 FAKE_TODAY = date(2026, 11, 20)
 
@@ -169,11 +170,7 @@ class FakeHuggingFace:
         app.router.add_get("/api/daily_papers", self._daily)
         app.router.add_get("/api/papers/search", self._search)
         app.router.add_get("/api/papers/{paper_id:.+}", self._paper)
-        self._runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
-        loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = loop.run_until_complete(serve_on_loopback(app, backlog=1024))
         self.url = f"http://127.0.0.1:{port}"
         self._ready.set()
         loop.run_forever()

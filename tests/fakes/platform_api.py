@@ -22,6 +22,8 @@ from collections import Counter
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 
 class FakePlatformApi:
     """Records every accepted message; optionally slow, rate-limited or refusing some targets."""
@@ -87,11 +89,7 @@ class FakePlatformApi:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/send", self._send)
         app.router.add_get("/stats", self._stats)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        bound = self._runner.addresses[0][1]
+        self._runner, bound = await serve_on_loopback(app, port=port)
         self.url = f"http://127.0.0.1:{bound}"
         return self
 

@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes.loopback import serve_on_loopback
+
 BOT_USER = "UBOTPAPERBOY"
 
 
@@ -72,11 +74,7 @@ class FakeSlackApi:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{key}", self._response_url)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self._runner, self._port = await serve_on_loopback(app)
         self._changed = asyncio.Condition()
         return self
 
@@ -296,11 +294,7 @@ class TinyHuggingFace:
         app = web.Application()
         app.router.add_get("/api/papers/search", self._search)
         app.router.add_get("/api/daily_papers", self._daily)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self._runner, self._port = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:
