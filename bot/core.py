@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time, timezone
+from datetime import datetime, time
 
 from bot import commands as cmd
 from bot.commands import HELP_LINES, CommandArgs, parse_command
@@ -18,7 +18,7 @@ from bot.models import CommandContext, Reply, ReplyKind, Section
 from bot.papers import NoPapersAvailable, PaperBatch, PaperService
 from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
-from bot.schedule import format_time, next_occurrence
+from bot.schedule import format_time, next_occurrence, utcnow
 from bot.settings import Settings
 from bot.text import InputError
 from storage.repositories import ChannelSetting, Storage, TopicChange
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[CommandContext, CommandArgs], Awaitable[Reply]]
 Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def error_reply(message: str) -> Reply:
@@ -59,7 +55,7 @@ class Paperboy:
     """Answers commands against storage and the paper source."""
 
     def __init__(self, settings: Settings, storage: Storage, papers: PaperService, *,
-                 clock: Clock = _utcnow) -> None:
+                 clock: Clock = utcnow) -> None:
         self.settings = settings
         self.storage = storage
         self.papers = papers

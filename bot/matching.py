@@ -144,9 +144,6 @@ class Relevance:
     score: float
     matched: tuple[str, ...]
 
-    def reasons(self) -> tuple[str, ...]:
-        return self.matched
-
 
 class Topic:
     """A parsed topic, ready to score papers."""

@@ -16,6 +16,7 @@ from typing import Protocol
 from cachetools import TTLCache
 
 from bot.hf_client import SourceRefused, SourceUnavailable
+from bot.schedule import utcnow
 from bot.models import Paper
 from storage.repositories import PaperStore
 
@@ -72,7 +73,7 @@ class PaperService:
 
     def __init__(self, source: PaperSource, store: PaperStore, *,
                  sample: Callable[[], list[Paper]] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = utcnow,
                  store_every_seconds: float = 600) -> None:
         self._source = source
         self._store = store

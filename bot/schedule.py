@@ -53,6 +53,11 @@ def search_timezones(prefix: str, *, limit: int = 25) -> list[str]:
     return names[:limit]
 
 
+def utcnow() -> datetime:
+    """The current instant, timezone-aware (UTC): the default clock everywhere."""
+    return datetime.now(timezone.utc)
+
+
 def format_time(value: time) -> str:
     return value.strftime("%H:%M")
 

@@ -22,6 +22,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.schedule import utcnow
 from scheduler.delivery import DeliveryReport, default_worker_id, prune_history, run_delivery_pass
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ STOP_TIMEOUT_SECONDS = 30.0
 
 Clock = Callable[[], datetime]
 PassRunner = Callable[..., Awaitable[DeliveryReport]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class DeliveryScheduler:

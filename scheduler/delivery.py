@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING
 from adapters.base import FailureKind, SendError
 from bot.matching import TopicIndex
 from bot.models import ChannelRef, RankedPaper, Reply, ReplyKind, Section, UserRef
+from bot.papers import Origin
 from bot.present import present
 from bot.ranking import popularity
+from bot.schedule import utcnow
 from scheduler.fanout import Sender, fan_out
 from storage.deliveries import (
     ALERT,
@@ -60,8 +62,6 @@ from storage.deliveries import (
     Outcome,
     Schedule,
 )
-
-from bot.papers import Origin
 
 if TYPE_CHECKING:  # bot.app pulls in the HTTP client; the pass only needs its attributes
     from bot.app import App
@@ -712,7 +712,7 @@ async def run_delivery_pass(app: App, *, now: datetime | None = None, dry_run: b
                             worker_id: str | None = None, lease: timedelta = CLAIM_LEASE,
                             batch_size: int = BATCH_SIZE, sender: Sender | None = None) -> DeliveryReport:
     """Deliver everything due at ``now`` (default: the current time) once; see the module docstring."""
-    now = now or datetime.now(timezone.utc)
+    now = now or utcnow()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     delivery_pass = DeliveryPass(app, now=now.astimezone(timezone.utc), dry_run=dry_run,

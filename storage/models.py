@@ -25,9 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from bot.schedule import utcnow  # also the repositories' clock
 
 
 class UTCDateTime(TypeDecorator[datetime]):
