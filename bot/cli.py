@@ -198,8 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"paperboy: bad configuration: {problems}", file=sys.stderr)
         return EXIT_USAGE
     console_run = args.command == "run" and not (settings.slack_enabled or settings.discord_enabled)
-    quiet = args.command in ("ask", "preview", "deliver", "console") or console_run  # stdout is for answers
-    configure_logging("WARNING" if quiet and settings.log_level.upper() == "INFO" else settings.log_level,
+    # Log lines would break into the console's prompt, and answers on stdout already say what went
+    # wrong: at the default level the console logs errors only, one-shot commands warnings too.
+    interactive = args.command == "console" or console_run
+    quiet = args.command in ("ask", "preview", "deliver")
+    level = "ERROR" if interactive else "WARNING" if quiet else settings.log_level
+    configure_logging(level if settings.log_level.upper() == "INFO" else settings.log_level,
                       settings.secrets())
     try:
         return _dispatch(args, settings)
