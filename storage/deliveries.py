@@ -156,6 +156,16 @@ class _DueTimes:
 _insert = insert_for
 
 
+def _due(query: Any, table: Any, enabled: Any, *, now: datetime, limit: int,
+         platforms: Sequence[str] | None) -> Any:
+    """``query`` narrowed to the first ``limit`` enabled rows of ``table`` due at ``now``, locked
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: rows another process holds are passed over)."""
+    query = (query.where(enabled.is_(True), table.next_due_at <= now)
+             .order_by(table.next_due_at, table.id).limit(limit)
+             .with_for_update(skip_locked=True, of=table))
+    return query if platforms is None else query.where(table.platform.in_(list(platforms)))
+
+
 class Deliveries:
     """Due subscriptions, claims and the ledger over one database."""
 
@@ -232,13 +242,9 @@ class Deliveries:
         current time, so the lease counts from the claim, not from the start of the pass.
         """
         s = ChannelSubscription
-        query = (select(s.id, s.platform, s.workspace_id, s.channel_id, s.created_by, s.post_time, s.timezone,
-                        s.top_n, s.post_when_empty, s.next_due_at, s.last_feed_day)
-                 .where(s.enabled.is_(True), s.next_due_at <= now)
-                 .order_by(s.next_due_at, s.id).limit(limit)
-                 .with_for_update(skip_locked=True, of=s))
-        if platforms is not None:
-            query = query.where(s.platform.in_(list(platforms)))
+        query = _due(select(s.id, s.platform, s.workspace_id, s.channel_id, s.created_by, s.post_time, s.timezone,
+                            s.top_n, s.post_when_empty, s.next_due_at, s.last_feed_day),
+                     s, s.enabled, now=now, limit=limit, platforms=platforms)
         result, to_send, _ = await self._claim(
             CHANNEL, s, query, now=now, grace=grace, worker_id=worker_id, claimed_at=claimed_at,
             times=_DueTimes(now, fallback_zone),
@@ -256,14 +262,10 @@ class Deliveries:
         """Claim up to ``limit`` personal alerts due at ``now`` and advance their next due time
         (``claimed_at`` as in :meth:`claim_due_channels`)."""
         p, w = UserProfile, Workspace
-        query = (select(p.id, p.platform, p.workspace_id, p.user_id, p.alert_time, p.timezone, p.next_due_at,
-                        w.default_timezone)
-                 .outerjoin(w, and_(w.platform == p.platform, w.workspace_id == p.workspace_id))
-                 .where(p.alerts_enabled.is_(True), p.next_due_at <= now)
-                 .order_by(p.next_due_at, p.id).limit(limit)
-                 .with_for_update(skip_locked=True, of=p))
-        if platforms is not None:
-            query = query.where(p.platform.in_(list(platforms)))
+        query = _due(select(p.id, p.platform, p.workspace_id, p.user_id, p.alert_time, p.timezone, p.next_due_at,
+                            w.default_timezone)
+                     .outerjoin(w, and_(w.platform == p.platform, w.workspace_id == p.workspace_id)),
+                     p, p.alerts_enabled, now=now, limit=limit, platforms=platforms)
         result, to_send, topics = await self._claim(
             ALERT, p, query, now=now, grace=grace, worker_id=worker_id, claimed_at=claimed_at,
             times=_DueTimes(now, schedule.default_zone), topics=True,
