@@ -415,7 +415,8 @@ class DeliveryPass:
         post_anyway = self.settings.post_on_empty_days
         for job in jobs:
             if feed is None:
-                yield Outcome(CHANNEL, job.delivery_id, job.subscription_id, FAILED, error=SOURCE_DOWN)
+                yield Outcome(CHANNEL, job.delivery_id, job.subscription_id, FAILED, error=SOURCE_DOWN,
+                              free_retry=True)
                 continue
             fresh = bool(feed.papers) and feed.day is not None and feed.day != job.last_feed_day \
                 and feed.day >= job.day - timedelta(days=1)
@@ -436,7 +437,7 @@ class DeliveryPass:
                 yield Outcome(ALERT, job.delivery_id, job.profile_id, SKIPPED, error=NO_TOPICS)
                 continue
             if matcher is None:
-                yield Outcome(ALERT, job.delivery_id, job.profile_id, FAILED, error=SOURCE_DOWN)
+                yield Outcome(ALERT, job.delivery_id, job.profile_id, FAILED, error=SOURCE_DOWN, free_retry=True)
                 continue
             reply, paper_ids = matcher.compose(job.topics, already.get(job.profile_id, set()))
             if reply is None:

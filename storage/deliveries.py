@@ -99,6 +99,9 @@ class Outcome:
     paper_ids: tuple[str, ...] = ()
     feed_day: date | None = None
     error: str | None = None
+    # Nothing reached the platform (the paper source was down): the attempt is given back, so an
+    # outage is retried for the whole grace window rather than for MAX_ATTEMPTS retry delays.
+    free_retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,9 +431,11 @@ class Deliveries:
             await conn.execute(
                 update(d).where(d.id == bindparam("b_id"))
                 .values(status=bindparam("b_status"), sent_at=bindparam("b_sent_at"),
-                        paper_count=bindparam("b_count"), error=bindparam("b_error")),
+                        paper_count=bindparam("b_count"), error=bindparam("b_error"),
+                        attempts=d.attempts - bindparam("b_refund")),
                 [{"b_id": o.delivery_id, "b_status": o.status, "b_sent_at": now if o.status == SENT else None,
-                  "b_count": len(o.paper_ids), "b_error": (o.error or None) and o.error[:500]} for o in ordered])
+                  "b_count": len(o.paper_ids), "b_error": (o.error or None) and o.error[:500],
+                  "b_refund": 1 if o.free_retry else 0} for o in ordered])
             sent_channels = sorted((o for o in ordered if o.status == SENT and o.kind == CHANNEL),
                                    key=lambda o: o.subscription_id)
             if sent_channels:

@@ -453,6 +453,10 @@ async def test_the_offline_sample_is_never_delivered_and_the_post_goes_out_once_
         assert down.sent == 0 and down.failed == 2
         assert any("offline sample" in problem for problem in down.problems)
         assert await Deliveries(offline.storage.db).status_counts() == {"failed": 2}
+        # a long outage: retried every few minutes, far more often than MAX_ATTEMPTS (nothing was tried)
+        for minutes in range(4, 40, 3):
+            still_down = await run_delivery_pass(offline, now=at(FRIDAY, 9, minutes), sender=fast_sender())
+            assert (still_down.recovered, still_down.failed, still_down.sent) == (2, 2, 0)
     finally:
         await offline.close()
 
@@ -460,7 +464,7 @@ async def test_the_offline_sample_is_never_delivered_and_the_post_goes_out_once_
     adapter = FakeAdapter(online.core, platform="slack")
     online.adapters.add(adapter)
     try:
-        back = await run_delivery_pass(online, now=at(FRIDAY, 9, 5), sender=fast_sender())
+        back = await run_delivery_pass(online, now=at(FRIDAY, 9, 45), sender=fast_sender())
         assert back.sent == 2 and back.recovered == 2
         assert {item.reply.kind for item in adapter.outbox} == {ReplyKind.CHANNEL_DIGEST, ReplyKind.PERSONAL_ALERT}
     finally:
