@@ -427,9 +427,12 @@ class SlackAdapter:
             await ack(response_action="errors", errors={TOPIC_BLOCK: args.problem or "That topic does not work."})
             return
         team, user_id = team_of(body), str(body["user"]["id"])
-        cached = self._user_facts.get((team, user_id))   # no users.info call before the answer
-        ctx = interaction_context(body, user_timezone=cached[0] if cached else None, can_manage_channel=False)
-        work = asyncio.ensure_future(self._core.dispatch(ctx, args))
+
+        async def subscribe() -> Reply:
+            ctx = await self._interaction(client, body)   # users.info (cached): the person's time zone
+            return await self._core.dispatch(ctx, args)
+
+        work = asyncio.ensure_future(subscribe())
         try:
             reply = await asyncio.wait_for(asyncio.shield(work), self.modal_ack_budget)
         except asyncio.TimeoutError:
