@@ -1,6 +1,6 @@
 """The offline sample: real papers from three pages of the Hugging Face papers site.
 
-``bot/data/sample_papers.json`` is built from ``shared/seeds/*.txt`` (search
+``bot/data/sample_papers.json`` is built from ``tests/data/seeds/*.txt`` (search
 results for "generalization") by ``python -m bot.sample build <seed dir>`` and
 ships inside the package, so ``make run`` shows real papers without internet.
 The pages carry titles, abstracts, author counts, dates and upvotes but no

@@ -8,15 +8,14 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 
 from bot.sample import (build_sample, load_sample, main, parse_card_page, parse_title_abstract_page,
                         sample_records)
 from tests.fakes.hf_api import seed_papers
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = ROOT.parent / "shared" / "seeds"
-needs_seeds = pytest.mark.skipif(not SEEDS.is_dir(), reason="shared/seeds is not beside the project")
+#: The three Hugging Face papers pages the sample is built from, kept in the repository so no test skips.
+SEEDS = ROOT / "tests" / "data" / "seeds"
 CHROME = {"new", "Subscribe", "Daily Papers", "byAK and the research community",
           "Get trending papers in your email inbox!", "Get trending papers in your email inbox once a day!"}
 
@@ -82,7 +81,6 @@ def test_title_abstract_page_drops_the_header_and_the_glued_subscribe() -> None:
     assert all(r["published_at"] is None and r["author_count"] == 0 for r in records)
 
 
-@needs_seeds
 def test_each_seed_page_parses_completely() -> None:
     pages = sorted(SEEDS.glob("*.txt"))
     assert len(pages) == 3
@@ -95,7 +93,6 @@ def test_each_seed_page_parses_completely() -> None:
     assert first[0]["title"] == "Multi-hop Reasoning via Early Knowledge Alignment"
 
 
-@needs_seeds
 def test_sample_is_built_from_the_seeds_without_chrome_or_duplicates() -> None:
     records = build_sample(SEEDS)
     titles = [r["title"] for r in records]
@@ -117,12 +114,10 @@ def test_sample_is_built_from_the_seeds_without_chrome_or_duplicates() -> None:
     assert [r["upvotes"] for r in records] == sorted((r["upvotes"] for r in records), reverse=True)
 
 
-@needs_seeds
 def test_the_committed_json_is_what_the_seeds_give() -> None:
     assert build_sample(SEEDS) == sample_records()
 
 
-@needs_seeds
 def test_build_command_writes_the_document(tmp_path: Path) -> None:
     target = tmp_path / "out" / "sample.json"
     assert main(["build", str(SEEDS), "--output", str(target)]) == 0
