@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import snowballstemmer
@@ -106,8 +106,13 @@ class PaperTerms:
 
     @classmethod
     def of(cls, paper: Paper) -> PaperTerms:
-        """The terms of ``paper``, computed once per distinct paper (papers are immutable)."""
-        return _paper_terms(paper)
+        """The terms of ``paper``, computed once per paper id and text.
+
+        Keyed on the paper's id and the text the terms come from, not on the whole paper: the
+        same paper fetched again (new upvotes, another feed day, another search) reuses them.
+        """
+        terms = _paper_terms(paper.paper_id, paper.title, paper.summary, paper.ai_summary, paper.ai_keywords)
+        return replace(terms, paper=paper)
 
     @classmethod
     def compute(cls, paper: Paper) -> PaperTerms:
@@ -133,8 +138,10 @@ class PaperTerms:
 
 
 @lru_cache(maxsize=8192)
-def _paper_terms(paper: Paper) -> PaperTerms:
-    return PaperTerms.compute(paper)
+def _paper_terms(paper_id: str, title: str, summary: str, ai_summary: str | None,
+                 ai_keywords: tuple[str, ...]) -> PaperTerms:
+    return PaperTerms.compute(Paper(paper_id=paper_id, title=title, summary=summary, ai_summary=ai_summary,
+                                    ai_keywords=ai_keywords))
 
 
 @dataclass(frozen=True, slots=True)
