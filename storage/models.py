@@ -208,3 +208,13 @@ class SentPaper(Base):
     profile_id: Mapped[int] = mapped_column(ForeignKey("user_profiles.id", ondelete="CASCADE"), primary_key=True)
     paper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ControlTopic(Base):
+    """A topic too long to travel in a control id, under its short key (``adapters.controls``)."""
+
+    __tablename__ = "control_topics"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    topic: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

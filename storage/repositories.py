@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import ChannelRef, Paper, UserRef
+from storage.control_topics import ControlTopics
 from storage.db import Database, insert_for, upgrade_database
 from storage.models import (
     ChannelSubscription,
@@ -522,6 +523,7 @@ class Storage:
         self.topics = UserTopics(db)
         self.channels = ChannelSettings(db)
         self.workspaces = Workspaces(db)
+        self.control_topics = ControlTopics(db)
 
     @classmethod
     def connect(cls, url: str, *, migrate: bool = True) -> Storage:

@@ -50,6 +50,7 @@ class Running:
     app: App
     adapter: DiscordAdapter
     api: FakeDiscordApi
+    hf: Any = None
 
     async def interact(self, payload: dict[str, Any], endpoint: str = "edit_original") -> dict[str, Any]:
         """Feed one interaction and return the body of its answer at ``endpoint``."""
@@ -92,7 +93,7 @@ async def start_discord(sqlite_url: str, api: FakeDiscordApi, hf: Any) -> AsyncI
         app = await asyncio.to_thread(build_app, settings)
         adapter = DiscordAdapter(settings, app.core, app.storage)
         await adapter.login()            # REST only: no gateway connection in tests
-        running = Running(app, adapter, api)
+        running = Running(app, adapter, api, hf)
         started.append(running)
         return running
 
@@ -408,3 +409,66 @@ async def test_api_url_is_per_client_and_leaks_into_no_global_state(running: Run
     assert not isinstance(async_context.get(), RebasedWebhookAdapter)       # this test's own context
     inside = running.adapter._context.run(async_context.get)  # noqa: SLF001 - the context the gateway runs in
     assert isinstance(inside, RebasedWebhookAdapter) and inside.base == running.api.url
+
+
+# --- long topics and what buttons carry -----------------------------------------------------------------
+
+LONG_TOPIC = ("generalization " * 13).strip()        # 194 characters: Discord's custom_id holds 100
+
+
+async def test_a_200_character_topic_keeps_share_subscribe_and_unsubscribe_working(running: Running) -> None:
+    """custom_id and choice values are at most 100 characters (Discord API docs, Message Components and
+    Application Commands "Autocomplete"); long topics travel as a key (adapters.controls)."""
+    body = await running.interact(slash_payload("papers", "search", topic=LONG_TOPIC))
+    buttons = body["components"][0]["components"]
+    assert [b["label"][:16] for b in buttons] == ["Share in channel", "Subscribe to gen"]
+    assert all(len(b["custom_id"]) <= 100 and "#" in b["custom_id"] for b in buttons)
+
+    # Share: the topic is stored nowhere but the key table, and still found after the click.
+    share = button_payload(buttons[0]["custom_id"], message_with(body["components"]))
+    shared = await running.interact(share, endpoint="followup")
+    assert shared["content"].startswith(f"<@{USER_ID}> shared a search:\n**Papers on “{LONG_TOPIC}”**")
+    assert shared["embeds"]
+
+    subscribe = button_payload(buttons[1]["custom_id"], message_with(body["components"]))
+    confirmed = await running.interact(subscribe)
+    assert confirmed["embeds"][0]["title"] == f"Subscribed to “{LONG_TOPIC}”"
+    person = UserRef("discord", GUILD_ID, USER_ID)
+    assert await running.app.storage.topics.topics(person) == [LONG_TOPIC]
+
+    # Autocomplete lists it cut with "…", its value a key that the command resolves back.
+    listed = await running.interact(autocomplete_payload("papers", "unsubscribe", focused="topic", value="gen"),
+                                    endpoint="interaction_callback")
+    [choice] = listed["data"]["choices"]
+    assert len(choice["name"]) <= 100 and choice["name"].endswith("…") and len(choice["value"]) <= 100
+    gone = await running.interact(slash_payload("papers", "unsubscribe", topic=choice["value"]))
+    assert gone["embeds"][0]["title"] == f"Unsubscribed from “{LONG_TOPIC}”"
+    assert await running.app.storage.topics.topics(person) == []
+
+
+async def test_a_key_nobody_issued_is_refused_with_a_reason(running: Running) -> None:
+    components = [{"type": 1, "components": [{"type": 2, "style": 1, "label": "Subscribe",
+                                              "custom_id": "paperboy:subscribe#abcdefghijklmnop"}]}]
+    body = await running.interact(button_payload("paperboy:subscribe#abcdefghijklmnop", message_with(components)))
+    assert "no longer knows its topic" in json.dumps(body)
+    assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID)) == []
+
+
+@pytest.mark.parametrize("action", ["share", "subscribe"])
+async def test_a_forged_custom_id_goes_through_the_same_normaliser_as_typed_text(running: Running,
+                                                                                 action: str) -> None:
+    custom_id = f"paperboy:{action}:@everyone \u202e<@&1>\x00 Generalization"
+    components = [{"type": 1, "components": [{"type": 2, "style": 1, "label": "x", "custom_id": custom_id}]}]
+    payload = button_payload(custom_id, message_with(components))
+    body = await running.interact(payload, endpoint="followup" if action == "share" else "edit_original")
+    assert body["allowed_mentions"] == {"parse": []}
+    labels = [b["label"] for row in body.get("components") or [] for b in row["components"]]
+    text = json.dumps([body.get("content"), body.get("embeds"), labels], ensure_ascii=False)  # what people see
+    assert "\u202e" not in text and "\\u0000" not in text and "@everyone" not in text and "<@&1>" not in text
+    if action == "share":
+        searched = [q.get("q") for path, q in running.hf.requests if path == "/api/papers/search"]
+        assert searched and all("\u202e" not in q and "\x00" not in q for q in searched)
+        assert searched[-1] == "@everyone <@&1> generalization"
+    else:
+        assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID)) == [
+            "@everyone <@&1> generalization"]

@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 import discord
 import pytest
 
+from adapters.controls import topic_key
 from adapters.discord.render import (
     MAX_CONTENT,
     MAX_EMBED_DESCRIPTION,
@@ -214,9 +215,11 @@ def test_search_buttons_share_and_subscribe_and_their_limits() -> None:
     # No papers: nothing to share, but the topic can still be followed.
     empty = Reply(kind=ReplyKind.SEARCH, title="Papers on “zzz”", topic="zzz", lines=("No papers matched “zzz”.",))
     assert [b["label"] for b in message_payload(empty)["components"][0]["components"]] == ["Subscribe to zzz"]
-    # A topic too long for Discord's 100-character custom id gets no buttons rather than a broken one.
-    long_topic = "t" * 90
-    assert message_payload(search_reply([ranked(1)], topic=long_topic))["components"] == []
+    # A topic too long for Discord's 100-character custom id keeps both buttons, carrying its key.
+    long_topic = "t" * 200
+    ids = [b["custom_id"] for b in message_payload(search_reply([ranked(1)], topic=long_topic))["components"][0]
+           ["components"]]
+    assert ids == [f"paperboy:share#{topic_key(long_topic)}", f"paperboy:subscribe#{topic_key(long_topic)}"]
     # Labels stay within 80 characters.
     label = message_payload(search_reply([ranked(1)], topic="w " * 40))["components"][0]["components"][1]["label"]
     assert len(label) <= 80

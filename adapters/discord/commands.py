@@ -28,6 +28,16 @@ from typing import Any, Optional
 import discord
 from discord import app_commands
 
+from adapters.controls import (
+    ControlRef,
+    choice_key,
+    choice_name,
+    choice_value,
+    parse_control_id,
+    remember_topics,
+    resolve_topic,
+    topic_of,
+)
 from adapters.discord.payloads import (
     PAPERS,
     PAPERS_CHANNEL,
@@ -35,14 +45,14 @@ from adapters.discord.payloads import (
     context_from_interaction,
     user_ref,
 )
-from adapters.discord.render import BUTTON_PRIMARY, build_embeds, message_payload
+from adapters.discord.render import BUTTON_PRIMARY, MAX_CUSTOM_ID, build_embeds, message_payload
 from bot import commands as cmd
 from bot.commands import CommandArgs
 from bot.core import Paperboy, error_reply
 from bot.models import Reply
 from bot.schedule import search_timezones
 from bot.settings import Settings
-from bot.text import InputError, normalize_topic
+from bot.text import InputError
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -50,16 +60,22 @@ log = logging.getLogger(__name__)
 FOLLOW_UP_DEADLINE = 14 * 60.0      # an interaction token lasts 15 minutes
 MAX_CHOICES = 25
 MAX_CHOICE_LENGTH = 100
-BUTTON_TEMPLATE = re.compile(r"paperboy:(?P<action>share|subscribe):(?P<topic>.+)", re.DOTALL)
+BUTTON_TEMPLATE = re.compile(r"paperboy:(?P<action>share|subscribe)[:#].+", re.DOTALL)   # adapters.controls ids
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
 def topic_choices(topics: list[str], current: str) -> list[app_commands.Choice[str]]:
-    """A person's topics matching what they typed, as autocomplete choices (at most 25)."""
+    """A person's topics matching what they typed, as autocomplete choices (at most 25).
+
+    A topic over 100 characters is shown cut with "…" and chosen by its key
+    (:func:`adapters.controls.choice_value`), which the command resolves back to the topic.
+    """
     needle = current.strip().casefold()
-    matching = [t for t in topics if needle in t.casefold() and len(t) <= MAX_CHOICE_LENGTH]
+    matching = [t for t in topics if needle in t.casefold()]
     matching.sort(key=lambda t: (not t.casefold().startswith(needle), t))
-    return [app_commands.Choice(name=t, value=t) for t in matching[:MAX_CHOICES]]
+    return [app_commands.Choice(name=choice_name(t, limit=MAX_CHOICE_LENGTH),
+                                value=choice_value(t, limit=MAX_CHOICE_LENGTH))
+            for t in matching[:MAX_CHOICES]]
 
 
 def timezone_choices(current: str) -> list[app_commands.Choice[str]]:
@@ -108,6 +124,11 @@ class DiscordCommands:
             return
         ctx = context_from_interaction(interaction)
         args = command_args(interaction.data or {}, max_topic_length=self.settings.max_topic_length)
+        key = choice_key(args.topic) if args.name == cmd.UNSUBSCRIBE and args.topic else None
+        if key is not None:       # a long topic chosen from the autocomplete list
+            topic = await resolve_topic(self.storage, key, user=ctx.user)
+            args = CommandArgs(cmd.UNSUBSCRIBE, topic=topic) if topic else \
+                CommandArgs(cmd.HELP, problem="You do not follow that topic any more; see /papers subscriptions.")
         reply = await self._dispatch(ctx, args)
         await self._edit(interaction, reply)
 
@@ -119,6 +140,7 @@ class DiscordCommands:
             return error_reply("That took too long. Please try again in a minute.")
 
     async def _edit(self, interaction: discord.Interaction, reply: Reply) -> None:
+        await self.remember_controls(reply)
         payload = message_payload(reply)
         try:
             await interaction.edit_original_response(**self.send_kwargs(payload))
@@ -137,9 +159,25 @@ class DiscordCommands:
 
     # --- buttons -------------------------------------------------------------------------------------
 
-    async def share(self, interaction: discord.Interaction, topic: str) -> None:
+    async def remember_controls(self, reply: Reply) -> None:
+        """Store the topic of a reply's buttons when their ids carry it as a key (too long to fit)."""
+        if reply.topic:
+            await remember_topics(self.storage, [reply.topic], limit=MAX_CUSTOM_ID)
+
+    async def _button_topic(self, interaction: discord.Interaction, control: ControlRef) -> str:
+        """The topic a pressed button carries, checked as typed text (:class:`InputError` if unusable)."""
+        user = user_ref(user_id=interaction.user.id, guild_id=interaction.guild_id)
+        return await topic_of(self.storage, control, user=user, max_length=self.settings.max_topic_length)
+
+    async def share(self, interaction: discord.Interaction, control: ControlRef) -> None:
         """Re-post the search results publicly in the channel, saying who shared them."""
         await interaction.response.defer()   # a component: acknowledge without changing the message
+        try:
+            topic = await self._button_topic(interaction, control)
+        except InputError as exc:
+            refused = message_payload(error_reply(str(exc)))
+            await interaction.followup.send(ephemeral=True, **self.send_kwargs(refused))
+            return
         try:
             reply = await asyncio.wait_for(self.core.search_reply(topic), FOLLOW_UP_DEADLINE)
         except Exception:  # noqa: BLE001 - the person gets a message, the log the traceback
@@ -147,6 +185,7 @@ class DiscordCommands:
             failed = message_payload(error_reply("Sharing failed; please try again."))
             await interaction.followup.send(ephemeral=True, **self.send_kwargs(failed))
             return
+        await self.remember_controls(reply)
         payload = message_payload(reply, share_button=False, lead=f"<@{interaction.user.id}> shared a search:")
         try:
             await interaction.followup.send(ephemeral=False, **self.send_kwargs(payload))
@@ -154,11 +193,11 @@ class DiscordCommands:
             log.warning("could not share in channel %s: HTTP %s, code %s", interaction.channel_id, exc.status,
                         exc.code)
 
-    async def subscribe(self, interaction: discord.Interaction, topic: str) -> None:
+    async def subscribe(self, interaction: discord.Interaction, control: ControlRef) -> None:
         """Subscribe the person who pressed the button; they alone see the confirmation."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            args = CommandArgs(cmd.SUBSCRIBE, topic=normalize_topic(topic, max_length=self.settings.max_topic_length))
+            args = CommandArgs(cmd.SUBSCRIBE, topic=await self._button_topic(interaction, control))
         except InputError as exc:
             args = CommandArgs(cmd.HELP, problem=str(exc))
         reply = await self._dispatch(context_from_interaction(interaction), args)
@@ -168,16 +207,18 @@ class DiscordCommands:
         commands = self
 
         class TopicButton(discord.ui.DynamicItem[discord.ui.Button], template=BUTTON_TEMPLATE):
-            """"Share in channel" / "Subscribe to <topic>": the custom id carries action and topic."""
+            """"Share in channel" / "Subscribe to <topic>": the custom id carries action and topic (or its key)."""
 
             def __init__(self, component: dict[str, Any], *, row: int | None = None) -> None:
                 style = discord.ButtonStyle.primary if component.get("style") == BUTTON_PRIMARY \
                     else discord.ButtonStyle.secondary
                 super().__init__(discord.ui.Button(label=component.get("label"), style=style,
                                                    custom_id=component["custom_id"]), row=row)
-                match = BUTTON_TEMPLATE.fullmatch(component["custom_id"])
-                assert match is not None
-                self.action, self.topic = match["action"], match["topic"]
+                control = parse_control_id(component["custom_id"])
+                if control is None:    # matches the template but is not a valid id: an unknown key
+                    match = BUTTON_TEMPLATE.fullmatch(component["custom_id"])
+                    control = ControlRef(match["action"] if match else "subscribe", key="")
+                self.control = control
 
             @classmethod
             async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
@@ -185,10 +226,10 @@ class DiscordCommands:
                 return cls({"custom_id": match.string, "label": getattr(item, "label", None)})
 
             async def callback(self, interaction: discord.Interaction) -> None:
-                if self.action == "share":
-                    await commands.share(interaction, self.topic)
+                if self.control.action == "share":
+                    await commands.share(interaction, self.control)
                 else:
-                    await commands.subscribe(interaction, self.topic)
+                    await commands.subscribe(interaction, self.control)
 
         return TopicButton
 

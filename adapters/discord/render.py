@@ -27,6 +27,7 @@ from urllib.parse import quote
 import discord
 from discord.utils import escape_markdown, escape_mentions
 
+from adapters.controls import control_id
 from bot.models import Link, RankedPaper, Reply, ReplyKind, Section
 from bot.present import authors_line, paper_links, summary_line
 from bot.text import clean_line, shorten, strip_controls
@@ -49,6 +50,8 @@ NOTICE_LIMIT = 400
 ITEM_LIMIT = 200
 MAX_ITEMS = 25
 
+SHARE_ACTION = "share"
+SUBSCRIBE_ACTION = "subscribe"
 SHARE_PREFIX = "paperboy:share:"
 SUBSCRIBE_PREFIX = "paperboy:subscribe:"
 
@@ -133,19 +136,20 @@ def cut(text: str, limit: int) -> str:
 # --- custom ids --------------------------------------------------------------------------------
 
 
-def share_custom_id(topic: str) -> str | None:
-    """``paperboy:share:<topic>``, or None when the topic does not fit in 100 characters."""
-    value = SHARE_PREFIX + topic
-    return value if len(value) <= MAX_CUSTOM_ID else None
+def share_custom_id(topic: str) -> str:
+    """``paperboy:share:<topic>``, or ``paperboy:share#<key>`` when that is over 100 characters.
+
+    The scheme, and how a key is resolved back to its topic, is :mod:`adapters.controls`.
+    """
+    return control_id(SHARE_ACTION, topic, limit=MAX_CUSTOM_ID)
 
 
-def subscribe_custom_id(topic: str) -> str | None:
-    value = SUBSCRIBE_PREFIX + topic
-    return value if len(value) <= MAX_CUSTOM_ID else None
+def subscribe_custom_id(topic: str) -> str:
+    return control_id(SUBSCRIBE_ACTION, topic, limit=MAX_CUSTOM_ID)
 
 
 def topic_from_custom_id(custom_id: str, prefix: str) -> str | None:
-    """The topic a button's custom id carries, or None."""
+    """The topic a button's literal custom id carries, or None (a keyed id needs :mod:`adapters.controls`)."""
     if not custom_id.startswith(prefix):
         return None
     return custom_id[len(prefix):] or None
@@ -290,14 +294,12 @@ def buttons(reply: Reply, *, share_button: bool = True) -> list[dict[str, Any]]:
         return []
     row: list[dict[str, Any]] = []
     share_id = share_custom_id(reply.topic)
-    if share_button and reply.papers and share_id:
+    if share_button and reply.papers:
         row.append({"type": BUTTON, "style": BUTTON_SECONDARY, "label": "Share in channel", "custom_id": share_id,
                     "disabled": False})
-    subscribe_id = subscribe_custom_id(reply.topic)
-    if subscribe_id:
-        label = cut(break_mentions(f"Subscribe to {clean_line(reply.topic)}"), MAX_BUTTON_LABEL)
-        row.append({"type": BUTTON, "style": BUTTON_PRIMARY, "label": label, "custom_id": subscribe_id,
-                    "disabled": False})
+    label = cut(break_mentions(f"Subscribe to {clean_line(reply.topic)}"), MAX_BUTTON_LABEL)
+    row.append({"type": BUTTON, "style": BUTTON_PRIMARY, "label": label, "custom_id": subscribe_custom_id(reply.topic),
+                "disabled": False})
     return [{"type": ACTION_ROW, "components": row}] if row else []
 
 
