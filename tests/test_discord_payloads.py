@@ -11,6 +11,7 @@ import pytest
 from discord.http import Route
 
 from adapters.base import FailureKind
+from adapters.controls import topic_key
 from adapters.discord.adapter import BOT_PERMISSIONS, invite_url, make_client, rebase_route, shard_options
 from adapters.discord.commands import timezone_choices, topic_choices
 from adapters.discord.errors import send_error
@@ -108,8 +109,10 @@ def test_focused_option_of_an_autocomplete_payload() -> None:
 def test_topic_choices_filter_the_persons_topics() -> None:
     topics = ["diffusion models", "generalization", "domain generalization", "x" * 150]
     assert [c.value for c in topic_choices(topics, "gen")] == ["generalization", "domain generalization"]
-    assert [c.value for c in topic_choices(topics, "")] == ["diffusion models", "domain generalization",
-                                                          "generalization"]   # values over 100 chars cannot be offered
+    choices = topic_choices(topics, "")
+    assert [c.value for c in choices][:3] == ["diffusion models", "domain generalization", "generalization"]
+    # Over 100 characters: shown cut with "…", chosen by its key (adapters.controls).
+    assert choices[3].name == "x" * 99 + "…" and choices[3].value == "paperboy#" + topic_key("x" * 150)
     assert len(topic_choices([f"t{i}" for i in range(40)], "t")) == 25
 
 
