@@ -9,11 +9,14 @@ addressed by plain stored references.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bot.models import ChannelRef, Reply, UserRef
+from bot.supervision import Connection
 
 
 class FailureKind(enum.Enum):
@@ -71,6 +74,43 @@ class Adapter(Protocol):
 
     async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
         """Send ``reply`` as a direct message; raises :class:`SendError`."""
+
+
+@runtime_checkable
+class SupervisedAdapter(Protocol):
+    """An adapter whose long-lived connections ``paperboy run`` hands to its supervisor.
+
+    Constructing the adapter is its set-up step and touches no network; :meth:`connections`
+    returns the :class:`bot.supervision.Connection` objects to keep up (each connects in its
+    ``run``). :meth:`Adapter.stop` then releases what sending holds.
+    """
+
+    def connections(self) -> list[Connection]: ...
+
+
+class StartStopConnection:
+    """An adapter without :meth:`SupervisedAdapter.connections`, supervised through ``start``/``stop``:
+    connected once ``start()`` returns, held until cancelled, then ``stop()``. A ``start()`` that
+    raises is tried again on the same adapter."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.name = adapter.platform
+
+    async def run(self, connected: Callable[[], None]) -> None:
+        await self.adapter.start()
+        try:
+            connected()
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(self.adapter.stop())
+
+
+def connections_of(adapter: Any) -> list[Connection]:
+    """The connections that keep ``adapter`` up."""
+    if isinstance(adapter, SupervisedAdapter):
+        return list(adapter.connections())
+    return [StartStopConnection(adapter)]
 
 
 class AdapterRegistry:

@@ -23,7 +23,8 @@ from bot.settings import Settings
 
 log = logging.getLogger("paperboy")
 
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+STOP_BUDGET_SECONDS = 8.0   # SIGTERM to exit within 10 s, whatever is connecting or delivering
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,50 +109,85 @@ async def _console(app: App) -> int:
     return EXIT_OK
 
 
+class AdapterConfigError(Exception):
+    """An adapter refused its settings (e.g. Slack HTTP mode without a signing secret)."""
+
+
 def _platform_adapters(app: App) -> list[Any]:
-    """The Slack and Discord adapters whose tokens are configured."""
+    """The Slack and Discord adapters whose tokens are configured (built without touching the network)."""
     adapters: list[Any] = []
-    if app.settings.slack_enabled:
-        from adapters.slack import SlackAdapter
+    try:
+        if app.settings.slack_enabled:
+            from adapters.slack import SlackAdapter
 
-        adapters.append(SlackAdapter(app.settings, app.core, app.storage))
-    if app.settings.discord_enabled:
-        from adapters.discord import DiscordAdapter
+            adapters.append(SlackAdapter(app.settings, app.core, app.storage))
+        if app.settings.discord_enabled:
+            from adapters.discord import DiscordAdapter
 
-        adapters.append(DiscordAdapter(app.settings, app.core, app.storage))
+            adapters.append(DiscordAdapter(app.settings, app.core, app.storage))
+    except ValueError as exc:
+        raise AdapterConfigError(str(exc)) from None
     return adapters
 
 
 async def _run(app: App) -> int:
-    """Run the configured adapters and the scheduler until interrupted."""
-    from scheduler.clock import DeliveryScheduler
+    """Run the configured adapters and the scheduler, each supervised, until interrupted.
+
+    Signal handlers come first, so SIGTERM/Ctrl-C work in every state. Each connection (Slack,
+    Discord, the scheduler) starts on its own: one platform down never holds up the others.
+    Returns 0 when stopped, 3 when every platform stopped because its token was rejected.
+    """
+    from adapters.base import connections_of
+    from bot.supervision import Supervisor
+    from scheduler.clock import DeliveryScheduler, SchedulerConnection
 
     stop = _stop_on_signals()
-    adapters = _platform_adapters(app)
+    try:
+        adapters = _platform_adapters(app)
+    except AdapterConfigError:
+        await app.close()
+        raise
+    supervisor = Supervisor()
+    platform_connections: list[str] = []
+    for adapter in adapters:
+        app.adapters.add(adapter)
+        for connection in connections_of(adapter):
+            supervisor.add(connection)
+            platform_connections.append(connection.name)
     console = None
     if not adapters:
         from adapters.console import ConsoleAdapter
 
         log.info("no Slack or Discord tokens configured: starting the terminal console")
         console = ConsoleAdapter(app.core)
-        adapters.append(console)
-    scheduler = DeliveryScheduler(app)
+        app.adapters.add(console)
+    supervisor.add(SchedulerConnection(DeliveryScheduler(app)))   # added last: stopped first
+
+    def all_platforms_rejected(sup: Supervisor) -> bool:
+        return bool(platform_connections) and all(sup.status(name).rejected_setting for name in platform_connections)
+
+    supervising = asyncio.create_task(supervisor.run(), name="supervisor")
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(supervisor.wait_for(all_platforms_rejected))]
     try:
-        for adapter in adapters:
-            app.adapters.add(adapter)
-            await adapter.start()
-            log.info("%s adapter started", adapter.platform)
-        await scheduler.start()
         if console is not None:
-            await _until_done_or_stopped(console, stop)
-        else:
-            await stop.wait()
+            await console.start()
+            waits.append(asyncio.create_task(console.wait()))
+        await asyncio.wait([*waits, supervising], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await scheduler.stop()
-        for adapter in adapters:
+        for waiter in waits:
+            waiter.cancel()
+        try:
+            await asyncio.wait_for(supervisor.stop(), STOP_BUDGET_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("connections still stopping after %ss; exiting anyway", STOP_BUDGET_SECONDS)
+        supervising.cancel()
+        await asyncio.gather(supervising, return_exceptions=True)
+        for adapter in app.adapters:
             with contextlib.suppress(Exception):
                 await adapter.stop()
         await app.close()
+    if all_platforms_rejected(supervisor) and not stop.is_set():
+        return EXIT_REJECTED
     return EXIT_OK
 
 
@@ -207,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       settings.secrets())
     try:
         return _dispatch(args, settings)
+    except AdapterConfigError as exc:
+        print(f"paperboy: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except SQLAlchemyError as exc:
         log.debug("database failure", exc_info=True)
         print(_database_problem(settings, exc), file=sys.stderr)

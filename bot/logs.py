@@ -45,5 +45,7 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "aiosqlite", "apscheduler.executors.default"):
+    # slack_sdk logs every connection retry at INFO: the supervisor already logs one line per attempt.
+    for noisy in ("httpx", "httpcore", "aiosqlite", "apscheduler.executors.default", "slack_sdk.web",
+                  "slack_sdk.socket_mode", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

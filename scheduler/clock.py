@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 JOB_ID = "delivery-pass"
 UPKEEP_JOB_ID = "prune-history"
 UPKEEP_HOURS = 24
-STOP_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 6.0      # a pass still running after this is cancelled: ``paperboy run`` stops within 10 s
+ALIVE_CHECK_SECONDS = 1.0
 
 Clock = Callable[[], datetime]
 PassRunner = Callable[..., Awaitable[DeliveryReport]]
@@ -109,8 +110,8 @@ class DeliveryScheduler:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: self.passes >= count), timeout)
 
-    async def stop(self) -> None:
-        """Stop the clock and let a pass in progress finish (cancelled after a timeout)."""
+    async def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Stop the clock and let a pass in progress finish (cancelled after ``timeout`` seconds)."""
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None and scheduler.running:
             scheduler.pause()          # no new passes; shutdown() would cancel the running one at once
@@ -118,12 +119,32 @@ class DeliveryScheduler:
         current = self._current
         if current is not None and not current.done():
             try:
-                await asyncio.wait_for(asyncio.shield(current), STOP_TIMEOUT_SECONDS)
+                await asyncio.wait_for(asyncio.shield(current), timeout)
             except asyncio.TimeoutError:
                 log.warning("delivery pass still running after %ss; cancelling it (its claims are retried "
-                            "after the lease)", STOP_TIMEOUT_SECONDS)
+                            "after the lease)", timeout)
                 current.cancel()
                 await asyncio.gather(current, return_exceptions=True)
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
         log.info("delivery scheduler stopped")
+
+
+class SchedulerConnection:
+    """The scheduler as a supervised connection: up while its clock runs; stopping it lets the pass in
+    progress finish (cancelled after :data:`STOP_TIMEOUT_SECONDS`)."""
+
+    name = "scheduler"
+
+    def __init__(self, scheduler: DeliveryScheduler) -> None:
+        self.scheduler = scheduler
+
+    async def run(self, connected: Callable[[], None]) -> None:
+        await self.scheduler.start()
+        try:
+            connected()
+            while self.scheduler.running:
+                await asyncio.sleep(ALIVE_CHECK_SECONDS)
+            raise RuntimeError("the delivery clock stopped")
+        finally:
+            await asyncio.shield(self.scheduler.stop())

@@ -44,6 +44,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import FailureKind, SendError, SentMessage
+from bot.supervision import CredentialsRejected
 from adapters.slack.errors import retry_after_seconds, send_error
 from adapters.slack.home import (
     ADD_TOPIC_ACTION,
@@ -83,6 +84,11 @@ OAUTH_STATE_SECONDS = 600
 USER_CACHE_SECONDS = 3600
 DM_CHANNEL_CACHE_SIZE = 100_000   # (workspace, user) -> DM channel id; a DM channel id never changes
 MODAL_ACK_BUDGET_SECONDS = 2.0    # Slack wants a view_submission answered within 3 s
+SOCKET_CONNECT_TIMEOUT_SECONDS = 15.0   # apps.connections.open answered, but the WebSocket does not open
+SOCKET_CHECK_SECONDS = 1.0              # how often a live Socket Mode connection is checked
+# Errors meaning the token itself is refused (not a transient failure): retrying cannot help.
+REJECTED_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
+                                   "token_expired", "not_allowed_token_type"})
 
 
 class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
@@ -144,7 +150,7 @@ class SlackAdapter:
         self.modal_ack_budget = MODAL_ACK_BUDGET_SECONDS
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
-        self._socket_handler: Any = None
+        self._socket_task: asyncio.Task[None] | None = None
         self.http_port: int | None = None
 
     # --- assembly ---------------------------------------------------------------------------
@@ -218,8 +224,57 @@ class SlackAdapter:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
+    def add_routes(self, application: web.Application) -> None:
+        """Add Slack's endpoints (events; install and OAuth redirect when multi-workspace) to the
+        process's own web server, which serves ``/healthz`` and ``/metrics`` beside them."""
+        if not self.serves_http:
+            return
+        application.router.add_post(EVENTS_PATH, self._handle_events)
+        if self.oauth_enabled:
+            application.router.add_get(INSTALL_PATH, self._handle_install)
+            application.router.add_get(REDIRECT_PATH, self._handle_oauth_redirect)
+
+    def connections(self) -> list[SlackSocketConnection | SlackHttpConnection]:
+        """What the supervisor keeps up: the Socket Mode connection, or (HTTP mode) the token check
+        behind the listener. Building them touches no network."""
+        if self.socket_mode:
+            return [SlackSocketConnection(self)]
+        return [SlackHttpConnection(self)]
+
+    async def check_credentials(self) -> None:
+        """``auth.test`` with the bot token (single workspace; an OAuth app has no token of its own).
+
+        Raises :class:`CredentialsRejected` naming ``SLACK_BOT_TOKEN`` when Slack refuses the token;
+        network failures and Slack outages raise as they are, to be retried.
+        """
+        if self.oauth_enabled:
+            return
+        await self._checked_call("SLACK_BOT_TOKEN", self.app.client.auth_test())
+
+    @staticmethod
+    async def _checked_call(setting: str, call: Any) -> Any:
+        try:
+            return await call
+        except SlackApiError as exc:
+            code = str(exc.response.get("error") or "") if isinstance(exc.response.data, dict) else ""
+            if code in REJECTED_TOKEN_ERRORS:
+                raise CredentialsRejected(setting, code) from None
+            raise ConnectionError(f"Slack answered HTTP {exc.response.status_code}"
+                                  + (f" ({code})" if code else "")) from None
+
+    async def open_socket_url(self) -> str:
+        """A fresh Socket Mode WebSocket URL from ``apps.connections.open`` (app-level token)."""
+        assert self._settings.slack_app_token is not None
+        response = await self._checked_call("SLACK_APP_TOKEN", self.app.client.apps_connections_open(
+            app_token=self._settings.slack_app_token.get_secret_value()))
+        url = response.get("url")
+        if not isinstance(url, str) or not url:
+            raise ConnectionError("apps.connections.open gave no URL")
+        return url
+
     async def start(self) -> None:
-        """Connect (Socket Mode) and/or listen (HTTP mode); returns once running."""
+        """Connect and listen without supervision (embedding and tests); ``paperboy run`` instead adds
+        :meth:`add_routes` to its web server and hands :meth:`connections` to its supervisor."""
         if self.serves_http:
             self._runner = web.AppRunner(self.web_app(), access_log=None)
             await self._runner.setup()
@@ -230,20 +285,24 @@ class SlackAdapter:
             self.http_port = sockets[0].getsockname()[1] if sockets else self._port
             log.info("Slack HTTP endpoints listening on %s:%s%s", self._host, self.http_port, EVENTS_PATH)
         if self.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            assert self._settings.slack_app_token is not None
-            self._socket_handler = AsyncSocketModeHandler(self.app, self._settings.slack_app_token.get_secret_value())
-            await self._socket_handler.connect_async()
-            log.info("Slack Socket Mode connected")
+            ready = asyncio.Event()
+            task = asyncio.create_task(SlackSocketConnection(self).run(ready.set), name="slack-socket-mode")
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if task.done():
+                task.result()                      # raises why it could not connect
+                raise ConnectionError("Slack Socket Mode connection ended at once")
+            self._socket_task = task
 
     async def start_sending(self) -> None:
         """Sends need nothing started: each call builds its workspace's Web API client on demand."""
 
     async def stop(self) -> None:
-        if self._socket_handler is not None:
-            await self._socket_handler.close_async()
-            self._socket_handler = None
+        task, self._socket_task = self._socket_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -489,3 +548,84 @@ class SlackAdapter:
             for user_id in tokens.get("oauth") or ():
                 await self.installation_store.async_delete_installation(
                     enterprise_id=body.get("enterprise_id"), team_id=team_of(body), user_id=user_id)
+
+
+class _QuietConnectFailures(logging.Filter):
+    """slack_sdk's Socket Mode client logs a traceback for each failed WebSocket connect and retries on
+    its own; the supervisor reports each failure in one line, so those records go to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Failed to connect"):
+            record.levelno, record.levelname, record.exc_info, record.exc_text = logging.DEBUG, "DEBUG", None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_SOCKET_LOG = logging.getLogger("adapters.slack.socket_mode")
+_SOCKET_LOG.addFilter(_QuietConnectFailures())
+
+
+class SlackSocketConnection:
+    """One Socket Mode session: check the bot token, open a WebSocket URL, connect, stay until it drops.
+
+    Each run builds a fresh slack_sdk client with its own reconnecting switched off: when the
+    session drops, :meth:`run` raises and the supervisor starts a new one with backoff (slack_sdk's
+    own reconnect loop retries forever, logging a traceback each time, and cannot be stopped
+    while it connects).
+    """
+
+    name = "slack"
+
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+
+    async def run(self, connected: Any) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        adapter = self.adapter
+        await adapter.check_credentials()
+        url = await adapter.open_socket_url()
+        assert adapter._settings.slack_app_token is not None  # noqa: SLF001
+        handler = AsyncSocketModeHandler(adapter.app, adapter._settings.slack_app_token.get_secret_value(),  # noqa: SLF001
+                                         logger=_SOCKET_LOG)
+        client = handler.client
+        client.default_auto_reconnect_enabled = client.auto_reconnect_enabled = False
+        client.wss_uri = url
+        try:
+            try:
+                async with asyncio.timeout(SOCKET_CONNECT_TIMEOUT_SECONDS):
+                    await client.connect()
+            except TimeoutError:
+                raise ConnectionError(f"Socket Mode WebSocket did not open within "
+                                      f"{SOCKET_CONNECT_TIMEOUT_SECONDS:.0f} s") from None
+            if not await client.is_connected():
+                raise ConnectionError("Socket Mode WebSocket closed at once")
+            log.info("Slack Socket Mode connected")
+            connected()
+            while await client.is_connected():
+                await asyncio.sleep(SOCKET_CHECK_SECONDS)
+            raise ConnectionError("Socket Mode connection lost")
+        finally:
+            await asyncio.shield(_close_quietly(handler))
+
+
+async def _close_quietly(handler: Any) -> None:
+    try:
+        await handler.close_async()
+    except Exception:  # noqa: BLE001 - closing a broken session
+        log.debug("closing the Socket Mode client failed", exc_info=True)
+
+
+class SlackHttpConnection:
+    """HTTP mode: Slack posts to the process's web server; what can go down is the bot token and the
+    way to Slack, so this checks ``auth.test`` and then holds until stopped."""
+
+    name = "slack"
+
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+
+    async def run(self, connected: Any) -> None:
+        await self.adapter.check_credentials()
+        connected()
+        await asyncio.Event().wait()
