@@ -20,6 +20,8 @@ this adapter rewrites the prefix of its own requests — REST calls through a
 wrapper on its ``HTTPClient.request``, interaction callbacks and webhooks
 through discord.py's webhook-adapter context variable (``async_context``),
 set in the context that the gateway task, and every task it spawns, runs in.
+The gateway URL comes from ``GET /gateway/bot`` on that base too
+(:mod:`adapters.discord.gateway`, which also says how drops are survived).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 from adapters.base import SendError, SentMessage
 from adapters.discord.commands import DiscordCommands
 from adapters.discord.errors import send_error
+from adapters.discord.gateway import DiscordGateway, GatewayAddress
 from adapters.discord.payloads import PLATFORM
 from adapters.discord.render import message_payload
 from bot.core import Paperboy
@@ -133,22 +136,53 @@ class DiscordAdapter:
         self.core = core
         self.storage = storage
         self.commands = DiscordCommands(settings, core, storage)
-        self.client = make_client(settings)
-        self.tree = self.commands.build_tree(self.client)
         self.api_base = settings.discord_api_url.rstrip("/") if settings.discord_api_url else None
+        self.gateway = GatewayAddress()
         self._context = contextvars.copy_context()
         if self.api_base:
-            rebase_rest(self.client.http, self.api_base)
             self._context.run(async_context.set, RebasedWebhookAdapter(self.api_base))
+        self.client, self.tree = self._build_client()
+        self._commands_synced = False
+        self._logged_in: discord.Client | None = None     # the client login() last logged in
         self._gateway: asyncio.Task[None] | None = None
         self.invite_url: str | None = None
+
+    def _build_client(self) -> tuple[discord.Client, discord.app_commands.CommandTree]:
+        client = make_client(self.settings)
+        tree = self.commands.build_tree(client)
+        if self.api_base:
+            rebase_rest(client.http, self.api_base)
+        self.gateway.aim(client.http)
+        return client, tree
+
+    def fresh_client(self) -> discord.Client:
+        """The client to connect with: the current one, or a new one when it has been closed."""
+        if self.client.is_closed():
+            self.client, self.tree = self._build_client()
+        return self.client
+
+    @property
+    def context(self) -> contextvars.Context:
+        """The context the gateway runs in (interaction answers use this adapter's API base there)."""
+        return self._context
+
+    def connections(self) -> list[DiscordGateway]:
+        """The long-lived connections to supervise: the gateway."""
+        return [DiscordGateway(self)]
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
     async def login(self) -> None:
-        """Log in over REST, sync the slash commands and log the invite URL (no gateway connection)."""
+        """Log in over REST (once per client); the first time also sync the slash commands and log the invite URL.
+
+        A token Discord rejects (HTTP 401) raises :class:`discord.LoginFailure`.
+        """
         assert self.settings.discord_token is not None
-        await self.client.login(self.settings.discord_token.get_secret_value())
+        if self._logged_in is not self.client:
+            await self.client.login(self.settings.discord_token.get_secret_value())
+            self._logged_in = self.client
+        if self._commands_synced:
+            return
         application_id = self.client.application_id
         assert application_id is not None
         guild_id = self.settings.discord_guild_id
@@ -160,6 +194,7 @@ class DiscordAdapter:
         else:
             synced = await self.tree.sync()
             log.info("synced %d global Discord commands (may take a while to appear)", len(synced))
+        self._commands_synced = True
         self.invite_url = invite_url(application_id)
         log.info("add Paperboy to a Discord server: %s", self.invite_url)
 
@@ -167,12 +202,12 @@ class DiscordAdapter:
         """Log in over REST only: enough to send, without syncing commands or joining the gateway."""
         assert self.settings.discord_token is not None
         await self.client.login(self.settings.discord_token.get_secret_value())
+        self._logged_in = self.client
 
     async def start(self) -> None:
-        """Log in, sync commands, then connect to the gateway in a background task; returns after login."""
+        """Log in, sync commands, then run the gateway connection in a background task; returns after login."""
         await self.login()
-        self._gateway = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway",
-                                            context=self._context)
+        self._gateway = asyncio.create_task(DiscordGateway(self).run(lambda: None), name="discord-gateway")
         self._gateway.add_done_callback(self._gateway_done)
 
     def _gateway_done(self, task: asyncio.Task[None]) -> None:

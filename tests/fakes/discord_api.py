@@ -7,6 +7,7 @@ are recorded under:
 ========================  ==========================================================
 ``get_me``                GET  /users/@me (login)
 ``get_application``       GET  /oauth2/applications/@me (login)
+``gateway``               GET  /gateway
 ``gateway_bot``           GET  /gateway/bot
 ``sync_global``           PUT  /applications/{app}/commands
 ``sync_guild``            PUT  /applications/{app}/guilds/{guild}/commands
@@ -22,7 +23,14 @@ error code (50007, 10003, 50013, ...), :meth:`FakeDiscordApi.rate_limit`
 with HTTP 429 as Discord sends it (JSON ``retry_after`` and ``global``, the
 ``Retry-After`` and ``X-RateLimit-*`` headers, and ``Via`` — discord.py only
 retries a 429 that came through Discord's proxy). :meth:`wait_for` awaits
-calls without sleeping.
+calls without sleeping. With ``token`` set, any other ``Authorization`` is
+answered 401 ``{"message": "401: Unauthorized", "code": 0}``, as Discord
+answers a bad bot token (discord.py's login then raises ``LoginFailure``);
+interaction callbacks and follow-ups carry their token in the path instead.
+
+The same server is the gateway: :attr:`FakeDiscordApi.gateway`, a
+:class:`tests.fakes.discord_gateway.FakeDiscordGateway` whose websocket URL
+Get Gateway and Get Gateway Bot hand out.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord_gateway import FakeDiscordGateway
 from tests.fakes.loopback import serve_on_loopback
 
 APPLICATION_ID = "900000000000000001"
@@ -43,6 +52,9 @@ BOT_USER = {"id": APPLICATION_ID, "username": "Paperboy", "discriminator": "0", 
             "avatar": None, "bot": True}
 OWNER = {"id": "900000000000000002", "username": "owner", "discriminator": "0", "global_name": "Owner",
          "avatar": None}
+# Interaction callbacks and webhook follow-ups authenticate with the interaction token in the path,
+# not a bot token (discord.py sends them without Authorization).
+TOKEN_IN_PATH = frozenset({"interaction_callback", "followup", "edit_original"})
 ERROR_MESSAGES = {
     50007: (403, "Cannot send messages to this user"),
     10003: (404, "Unknown Channel"),
@@ -85,6 +97,7 @@ class _Failure:
 class FakeDiscordApi:
     """The fake server; ``async with FakeDiscordApi() as discord_api:`` starts and stops it."""
 
+    token: str | None = None                    # None: any bot token is accepted (REST and gateway)
     calls: list[DiscordCall] = field(default_factory=list)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # scope -> synced commands
     _failures: dict[str, list[_Failure]] = field(default_factory=dict)
@@ -92,14 +105,19 @@ class FakeDiscordApi:
     _runner: web.AppRunner | None = None
     _port: int = 0
     _changed: asyncio.Condition | None = None
+    gateway: FakeDiscordGateway = field(init=False)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> FakeDiscordApi:
         app = web.Application()
+        self.gateway = FakeDiscordGateway(user=BOT_USER, application_id=APPLICATION_ID, guild_ids=[GUILD_ID])
+        self.gateway.token = self.token
+        self.gateway.mount(app)
         routes = (
             ("GET", "/users/@me", "get_me"),
             ("GET", "/oauth2/applications/@me", "get_application"),
+            ("GET", "/gateway", "gateway"),
             ("GET", "/gateway/bot", "gateway_bot"),
             ("PUT", "/applications/{app}/commands", "sync_global"),
             ("PUT", "/applications/{app}/guilds/{guild}/commands", "sync_guild"),
@@ -112,6 +130,7 @@ class FakeDiscordApi:
         for method, path, name in routes:
             app.router.add_route(method, "/api/v10" + path, self._handler(name))
         self._runner, self._port = await serve_on_loopback(app)
+        self.gateway.started(self._port)
         self._changed = asyncio.Condition()
         return self
 
@@ -176,6 +195,9 @@ class FakeDiscordApi:
             assert self._changed is not None
             async with self._changed:
                 self._changed.notify_all()
+            if (self.token is not None and name not in TOKEN_IN_PATH
+                    and call.authorization != f"Bot {self.token}"):
+                return _json({"message": "401: Unauthorized", "code": 0}, status=401, headers={"Via": "1.1 google"})
             failure = self._failure_for(name, call.params)
             if failure is not None:
                 return self._failure_response(failure)
@@ -247,8 +269,10 @@ class FakeDiscordApi:
                          "bot_public": True, "bot_require_code_grant": False, "owner": OWNER, "team": None,
                          "verify_key": "0" * 64, "flags": 0, "summary": "", "rpc_origins": [],
                          "interactions_endpoint_url": None}
+        if name == "gateway":
+            return 200, {"url": self.gateway.url}
         if name == "gateway_bot":
-            return 200, {"url": f"ws://127.0.0.1:{self._port}/gateway", "shards": 1,
+            return 200, {"url": self.gateway.url, "shards": 1,
                          "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
                                                  "max_concurrency": 1}}
         if name in ("sync_global", "sync_guild"):

@@ -1,0 +1,118 @@
+"""Discord's long-lived gateway connection, in the shape the supervisor runs.
+
+One :meth:`DiscordGateway.run` is one life of the connection: log in over REST
+(and sync the slash commands, once per process), ask ``GET /gateway/bot`` for
+the gateway URL, connect, call ``connected()`` when READY arrives, and return
+or raise when the connection ends for good. The supervisor restarts it with
+back-off; a token Discord rejects is not retried.
+
+* **Gateway URL.** Discord's documentation says clients get the gateway URL
+  from Get Gateway Bot. discord.py's plain ``Client`` never asks: it opens the
+  built-in ``wss://gateway.discord.gg/`` (``DiscordWebSocket.DEFAULT_GATEWAY``),
+  also after a session is invalidated. Each run asks ``GET /gateway/bot`` and
+  the client's socket opener (an instance attribute of that client's
+  ``HTTPClient``, like the REST rebase) replaces the built-in URL with the one
+  Discord gave, keeping discord.py's query (``v``, ``encoding``,
+  ``compress``). Resumes go to READY's ``resume_gateway_url`` untouched. So
+  ``DISCORD_API_URL`` aims REST and gateway at a Discord-compatible endpoint.
+* **Drops.** Inside a run discord.py itself resumes (op 6 on
+  ``resume_gateway_url``) after a dropped socket, op 7 RECONNECT, or a
+  resumable INVALID_SESSION, and re-identifies after a non-resumable one. Any
+  other end — the socket cannot be reopened, a close code discord.py does not
+  handle, an unexpected error — ends the run: the client is connected with
+  ``reconnect=False``, so discord.py's own retry loop never runs. That loop
+  is where discord.py issue #10520 lives (``client.py`` ``connect``: after a
+  failed first connect ``self.ws`` is None and ``self.ws.sequence`` raises
+  AttributeError, which kills the gateway task while REST keeps working, the
+  bot "running deaf"), and it logs a full traceback per retry.
+* **Clean restart.** Every run ends by closing its client (socket and HTTP
+  session); discord.py cannot log a closed client in again (its connector is
+  closed with the session), so the next run builds a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
+
+log = logging.getLogger(__name__)
+
+AUTHENTICATION_FAILED = 4004      # gateway close code: the token in IDENTIFY is wrong
+
+
+class GatewayAddress:
+    """Where one client's new gateway sessions go: the URL of the latest Get Gateway Bot answer."""
+
+    def __init__(self) -> None:
+        self.url: yarl.URL | None = None
+
+    def aim(self, http: discord.http.HTTPClient) -> None:
+        """Make ``http`` (one client's) open ``self.url`` wherever discord.py would open its built-in default."""
+        connect = http.ws_connect
+        default = DiscordWebSocket.DEFAULT_GATEWAY
+
+        async def ws_connect(url: str, **kwargs: Any) -> Any:
+            target = yarl.URL(url)
+            same = (target.scheme, target.host, target.path) == (default.scheme, default.host, default.path)
+            if self.url is not None and same:
+                target = self.url.with_query(target.query)
+            return await connect(str(target), **kwargs)
+
+        http.ws_connect = ws_connect  # type: ignore[method-assign]
+
+    async def look_up(self, http: discord.http.HTTPClient) -> yarl.URL:
+        """Ask Get Gateway Bot (through ``http``, so through ``DISCORD_API_URL``) and remember the URL."""
+        _, url, _ = await http.get_bot_gateway()
+        self.url = yarl.URL(url)
+        return self.url
+
+
+class DiscordGateway:
+    """The Discord gateway as one supervised connection (``name`` and ``run``)."""
+
+    name = "discord"
+
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+
+    async def run(self, connected: Callable[[], None]) -> None:
+        """Log in, connect, call ``connected()`` on READY; returns or raises when the connection ends.
+
+        Runs in the adapter's context, where interaction answers use its API base URL.
+        """
+        session = asyncio.create_task(self._session(connected), name="discord-gateway",
+                                      context=self.adapter.context)
+        await session
+
+    async def _session(self, connected: Callable[[], None]) -> None:
+        client = self.adapter.fresh_client()
+        ready: asyncio.Future[Any] | None = None
+        try:
+            await self.adapter.login()
+            url = await self.adapter.gateway.look_up(client.http)
+            log.debug("Discord gateway at %s", url)
+            ready = asyncio.ensure_future(client.wait_for("connect"))
+            ready.add_done_callback(lambda done: _call_if_done(done, connected))
+            await client.connect(reconnect=False)
+        except discord.ConnectionClosed as exc:
+            if exc.code == AUTHENTICATION_FAILED:
+                raise discord.LoginFailure("Discord closed the gateway: authentication failed (4004)") from None
+            raise
+        finally:
+            if ready is not None:
+                ready.cancel()
+            await client.close()
+
+
+def _call_if_done(done: asyncio.Future[Any], connected: Callable[[], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        connected()
