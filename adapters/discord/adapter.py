@@ -40,7 +40,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 from adapters.base import SendError, SentMessage
 from adapters.discord.commands import DiscordCommands
 from adapters.discord.errors import send_error
-from adapters.discord.gateway import DiscordGateway, GatewayAddress
+from adapters.discord.gateway import DiscordGateway, GatewayAddress, quiet_expected_notices
 from adapters.discord.payloads import PLATFORM
 from adapters.discord.render import message_payload
 from bot.core import Paperboy
@@ -111,6 +111,7 @@ def shard_options(value: str) -> tuple[bool, int | None]:
 
 def make_client(settings: Settings) -> discord.Client:
     """A client with no intents, no mentions allowed and bounded rate-limit waits."""
+    quiet_expected_notices()
     sharded, count = shard_options(settings.discord_shards)
     options: dict[str, Any] = dict(
         intents=discord.Intents.none(),

@@ -48,6 +48,34 @@ log = logging.getLogger(__name__)
 
 AUTHENTICATION_FAILED = 4004      # gateway close code: the token in IDENTIFY is wrong
 
+# What discord.py logs on every client it builds or logs in, expected here: Paperboy asks for no intent
+# and uses no voice. With a fresh client per restart they would repeat on every retry.
+EXPECTED_NOTICES = {
+    "discord.state": frozenset({"Guilds intent seems to be disabled. This may cause state related issues."}),
+    "discord.client": frozenset({"logging in using static token",
+                                 "PyNaCl is not installed, voice will NOT be supported",
+                                 "davey is not installed, voice will NOT be supported"}),
+}
+
+
+class ExpectedNotices(logging.Filter):
+    """Drops discord.py's log lines that say what Paperboy chose (no intents, no voice), once per attempt."""
+
+    def __init__(self, messages: frozenset[str]) -> None:
+        super().__init__()
+        self.messages = messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.messages
+
+
+def quiet_expected_notices() -> None:
+    """Install :class:`ExpectedNotices` on discord.py's loggers (once; idempotent)."""
+    for name, messages in EXPECTED_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExpectedNotices) for f in logger.filters):
+            logger.addFilter(ExpectedNotices(messages))
+
 
 class GatewayAddress:
     """Where one client's new gateway sessions go: the URL of the latest Get Gateway Bot answer."""
