@@ -13,6 +13,7 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from bot.models import ChannelRef, Reply, UserRef
@@ -30,6 +31,8 @@ class FailureKind(enum.Enum):
     INSTALL_GONE = "install_gone"        # token revoked / uninstalled: disable the workspace
     MISCONFIGURED = "misconfigured"      # the app lacks a scope or uses the wrong token: tell the operator,
                                          # pause nobody (every send would fail the same way), retry later
+    UNKNOWN_OUTCOME = "unknown_outcome"  # the request may have been accepted (a timeout or a dropped connection
+                                         # after it was written): look before sending again
     TRANSIENT = "transient"              # anything else; retry a bounded number of times
 
 
@@ -37,13 +40,42 @@ class SendError(Exception):
     """A send that did not go through; ``kind`` says what to do about it.
 
     ``detail`` is the platform's error code (never a token or a payload).
+
+    ``target_only`` (rate limits): only this channel or person is limited, not the workspace
+    (Slack's posting limit is per channel; its workspace limit and Discord's global one are not).
     """
 
-    def __init__(self, kind: FailureKind, detail: str = "", retry_after: float | None = None) -> None:
+    def __init__(self, kind: FailureKind, detail: str = "", retry_after: float | None = None, *,
+                 target_only: bool = False) -> None:
         super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
         self.kind = kind
         self.detail = detail
         self.retry_after = retry_after
+        self.target_only = target_only
+
+
+class HistoryUnavailable(Exception):
+    """The platform cannot be asked whether a message went out (e.g. the history scopes were not granted)."""
+
+
+NONCE_PREFIX = "paperboy:"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryKey:
+    """One scheduled delivery, the same over every attempt, pass and process.
+
+    ``not_before``: the message cannot have been posted earlier (the delivery's due time), which
+    bounds how far back a platform's history is searched for it.
+    """
+
+    delivery_id: int
+    not_before: datetime
+
+    @property
+    def nonce(self) -> str:
+        """Discord's message nonce for this delivery (Discord allows at most 25 characters)."""
+        return f"{NONCE_PREFIX}{self.delivery_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +101,19 @@ class Adapter(Protocol):
     async def stop(self) -> None:
         """Disconnect and release resources."""
 
-    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
-        """Post ``reply`` in a channel; raises :class:`SendError`."""
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
+        """Post ``reply`` in a channel; raises :class:`SendError`. ``key`` marks a scheduled delivery
+        (Discord nonce, Slack message metadata) so a repeat can be recognised."""
 
-    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+    async def send_to_user(self, user: UserRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         """Send ``reply`` as a direct message; raises :class:`SendError`."""
+
+    async def find_delivery(self, target: ChannelRef | UserRef, key: DeliveryKey) -> SentMessage | None:
+        """The message of ``key`` if it already reached ``target``, else None (send it).
+
+        Raises :class:`HistoryUnavailable` when the platform cannot be asked (the caller then
+        sends anyway) and :class:`SendError` when asking failed for now (the caller must not send).
+        """
 
 
 @runtime_checkable

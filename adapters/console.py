@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-from adapters.base import SentMessage
+from adapters.base import DeliveryKey, HistoryUnavailable, SentMessage
 from bot.core import Paperboy
 from bot.models import ChannelRef, CommandContext, RankedPaper, Reply, ReplyKind, UserRef
 
@@ -162,12 +162,16 @@ class ConsoleAdapter:
             text = line if line.casefold().startswith("/papers") else f"/papers {line}"
             self._print(render_text(await self.ask(text)))
 
-    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         self._counter += 1
         self._print(f"\n[daily post for #{channel.channel}]\n{render_text(reply)}")
         return SentMessage(channel=channel.channel, message_id=str(self._counter))
 
-    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+    async def send_to_user(self, user: UserRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         self._counter += 1
         self._print(f"\n[direct message for {user.user}]\n{render_text(reply)}")
         return SentMessage(channel=user.user, message_id=str(self._counter))
+
+    async def find_delivery(self, target: ChannelRef | UserRef, key: DeliveryKey) -> SentMessage | None:
+        """A terminal keeps no history to look in."""
+        raise HistoryUnavailable("the console keeps no history")

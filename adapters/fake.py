@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from adapters.base import FailureKind, SendError, SentMessage
+from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.models import ChannelRef, CommandContext, Reply, UserRef
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class OutboxItem:
     target: Target
     reply: Reply
     via: str  # "channel", "dm" or "response"
+    key: DeliveryKey | None = None
 
 
 @dataclass
@@ -67,6 +68,8 @@ class FakeAdapter:
     _storm: _Failure | None = None
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     on_send: Callable[[OutboxItem], Awaitable[None]] | None = None
+    keeps_history: bool = True       # False: find_delivery raises HistoryUnavailable (a workspace without the scopes)
+    lookups: int = 0
 
     async def start(self) -> None:
         self.started = True
@@ -108,22 +111,32 @@ class FakeAdapter:
                 failure.remaining -= 1
             raise SendError(failure.kind, failure.detail or failure.kind.value, retry_after=failure.retry_after)
 
-    async def _send(self, target: Target, reply: Reply, via: str) -> SentMessage:
+    async def _send(self, target: Target, reply: Reply, via: str, key: DeliveryKey | None = None) -> SentMessage:
         self.attempts += 1
         if self.send_delay:
             await asyncio.sleep(self.send_delay)
         self._maybe_fail(target)
-        item = OutboxItem(target, reply, via)
+        item = OutboxItem(target, reply, via, key)
         self.outbox.append(item)
         if self.on_send is not None:
             await self.on_send(item)
         return SentMessage(channel=target_id(target), message_id=str(next(self._ids)))
 
-    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
-        return await self._send(channel, reply, "channel")
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
+        return await self._send(channel, reply, "channel", key)
 
-    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
-        return await self._send(user, reply, "dm")
+    async def send_to_user(self, user: UserRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
+        return await self._send(user, reply, "dm", key)
+
+    async def find_delivery(self, target: Target, key: DeliveryKey) -> SentMessage | None:
+        """The outbox message sent to ``target`` with ``key`` (as a platform's history would show it)."""
+        self.lookups += 1
+        if not self.keeps_history:
+            raise HistoryUnavailable("history switched off")
+        for index, item in enumerate(self.outbox):
+            if item.key is not None and item.key.delivery_id == key.delivery_id and item.target == target:
+                return SentMessage(channel=target_id(target), message_id=str(index + 1))
+        return None
 
     # --- commands end to end ---
 
@@ -150,9 +163,10 @@ class FakeAdapter:
         return [item for item in self.outbox if item.via != "response" and target_id(item.target) == target]
 
 
-def message_document(target: Target, reply: Reply) -> dict[str, Any]:
-    """The JSON a fake platform receives: who, what kind, which papers under which headings."""
+def message_document(target: Target, reply: Reply, key: DeliveryKey | None = None) -> dict[str, Any]:
+    """The JSON a fake platform receives: who, what kind, which papers under which headings, which delivery."""
     return {
+        "key": key.delivery_id if key is not None else None,
         "platform": target.platform,
         "workspace": target.workspace,
         "target": target_id(target),
@@ -204,20 +218,24 @@ class HttpPlatformAdapter:
             await self._session.close()
             self._session = None
 
-    async def _post(self, target: Target, reply: Reply) -> SentMessage:
-        body = json.dumps(message_document(target, reply), separators=(",", ":")).encode()
+    async def _post(self, target: Target, reply: Reply, key: DeliveryKey | None) -> SentMessage:
+        body = json.dumps(message_document(target, reply, key), separators=(",", ":")).encode()
         try:
             async with self._client().post(self._url, data=body, headers=JSON_HEADERS) as response:
                 status = response.status
                 payload = await response.read()
                 retry_after = response.headers.get("Retry-After", "1")
                 json_answer = response.content_type == "application/json"
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except aiohttp.ClientConnectorError as exc:   # never connected: nothing was sent
             raise SendError(FailureKind.TRANSIENT, type(exc).__name__) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:   # the request may have been taken
+            raise SendError(FailureKind.UNKNOWN_OUTCOME, type(exc).__name__) from exc
         if status == 200:
             return SentMessage(channel=target_id(target), message_id=str(json.loads(payload).get("id", "")))
         if status == 429:
-            raise SendError(FailureKind.RATE_LIMITED, "ratelimited", retry_after=float(retry_after))
+            scope = json.loads(payload).get("scope") if json_answer else None
+            raise SendError(FailureKind.RATE_LIMITED, "ratelimited", retry_after=float(retry_after),
+                            target_only=scope == "target")
         error = ""
         if json_answer:
             try:
@@ -226,8 +244,23 @@ class HttpPlatformAdapter:
                 error = ""
         raise SendError(ERROR_KINDS.get(error, FailureKind.TRANSIENT), error or str(status))
 
-    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
-        return await self._post(channel, reply)
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
+        return await self._post(channel, reply, key)
 
-    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
-        return await self._post(user, reply)
+    async def send_to_user(self, user: UserRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
+        return await self._post(user, reply, key)
+
+    async def find_delivery(self, target: Target, key: DeliveryKey) -> SentMessage | None:
+        """Ask the fake platform's history (``GET /history``) whether ``key`` reached ``target``."""
+        params = {"workspace": target.workspace, "target": target_id(target), "key": str(key.delivery_id)}
+        try:
+            async with self._client().get(self._url.removesuffix("/send") + "/history", params=params) as response:
+                status = response.status
+                payload = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise SendError(FailureKind.TRANSIENT, type(exc).__name__) from exc
+        if status != 200:
+            raise SendError(FailureKind.RATE_LIMITED if status == 429 else FailureKind.TRANSIENT, str(status),
+                            retry_after=1.0 if status == 429 else None)
+        found = json.loads(payload).get("id")
+        return SentMessage(channel=target_id(target), message_id=str(found)) if found else None

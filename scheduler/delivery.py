@@ -11,14 +11,24 @@
 4. sends with bounded concurrency through :mod:`scheduler.fanout`, and
 5. writes outcomes to the ledger in group commits while sending continues.
 
-Duplicate bound: a message is sent twice only when a process stops after the
-platform accepted it and before its ``sent`` mark was committed -- at most
-``delivery_concurrency`` sends in progress plus the outcomes waiting for the
-current group commit (at most :data:`RECORD_BATCH`) per crashed process. Those
-rows stay ``claimed`` and are sent again once the claim lease expires. A live
-pass renews the lease of every claim it still holds every third of the lease
-(:meth:`Deliveries.renew`), so however long a pass runs, its claims are never
-taken over while it is working on them.
+Idempotent sends. Every message carries its delivery's key
+(:class:`adapters.base.DeliveryKey`): on Discord a nonce that Discord itself
+refuses to post twice within a few minutes, on Slack message metadata. A send
+whose outcome is unknown -- a timeout or a connection dropped after the
+request was written, or a claim left ``claimed`` by a process that died -- is
+never simply sent again: the next attempt first asks the platform
+(:meth:`Adapter.find_delivery`, Slack's ``conversations.history``) and records
+the message as sent when it is there. Where the platform cannot be asked (a
+Slack workspace that did not grant the history scopes), it is sent again, as
+before.
+
+Record before you forget. A claim stays held -- its lease renewed by this
+pass's heartbeat every third of the lease -- until its outcome is committed,
+so nobody takes a claim over while its ``sent`` mark waits for the group
+commit. Claims of a process that died are taken over once the lease
+(:data:`CLAIM_LEASE`, 90 s) has passed: by then its requests have ended
+(the send timeout is shorter), so the history check sees every message it got
+through, and a Discord retry falls inside Discord's nonce window.
 
 A pass never sends posts or alerts built from the offline sample: when
 Hugging Face cannot be reached and nothing is stored, the jobs fail with
@@ -34,12 +44,12 @@ import os
 import socket
 import time as monotonic_time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from adapters.base import FailureKind, SendError
+from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.matching import TopicIndex
 from bot.models import ChannelRef, RankedPaper, Reply, ReplyKind, Section, UserRef
 from bot.papers import Origin
@@ -51,6 +61,7 @@ from storage.deliveries import (
     ALERT,
     CHANNEL,
     FAILED,
+    OUTCOME_UNKNOWN,
     PAUSED,
     SENT,
     SKIPPED,
@@ -72,7 +83,10 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 RECORD_BATCH = 500
 RECORD_LINGER = 0.25
-CLAIM_LEASE = timedelta(minutes=10)
+# A claim not renewed for this long belongs to a process that died. Longer than the send timeout (so the
+# dead process's requests have ended when the claim is taken over and the history check runs), shorter than
+# Discord's nonce window ("a few minutes", so a repeat is still recognised); the heartbeat renews every 30 s.
+CLAIM_LEASE = timedelta(seconds=90)
 RETRY_DELAY = timedelta(minutes=2)
 MAX_ATTEMPTS = 5
 ALERT_FEED_DAYS = 2
@@ -112,6 +126,8 @@ class DeliveryReport:
     duplicates_avoided: int = 0
     recovered: int = 0
     rate_limited: int = 0
+    found_delivered: int = 0     # unknown outcomes found in the platform's history: recorded, not sent again
+    unchecked_resends: int = 0   # unknown outcomes sent again because the platform could not be asked
     feed_fetches: int = 0
     elapsed_seconds: float = 0.0
     preview: list[tuple[str, str]] = field(default_factory=list)
@@ -126,7 +142,8 @@ class DeliveryReport:
         return {
             "sent": self.sent, "skipped": self.skipped, "missed": self.missed, "failed": self.failed,
             "paused": self.paused, "duplicates_avoided": self.duplicates_avoided, "recovered": self.recovered,
-            "rate_limited": self.rate_limited, "feed_fetches": self.feed_fetches,
+            "rate_limited": self.rate_limited, "found_delivered": self.found_delivered,
+            "unchecked_resends": self.unchecked_resends, "feed_fetches": self.feed_fetches,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
         }
 
@@ -144,6 +161,9 @@ class DeliveryReport:
                    f"failed {self.failed}, paused {self.paused}")
         out.append(f"  duplicates avoided {self.duplicates_avoided}, stale claims retried {self.recovered}, "
                    f"rate-limited answers {self.rate_limited}, paper feed fetches {self.feed_fetches}")
+        if self.found_delivered or self.unchecked_resends:
+            out.append(f"  unknown outcomes found already delivered {self.found_delivered}, "
+                       f"sent again unchecked (no history access) {self.unchecked_resends}")
         out.extend(f"  problem: {p}" for p in self.problems)
         return out
 
@@ -159,6 +179,10 @@ class Message:
     reply: Reply
     paper_ids: tuple[str, ...] = ()
     feed_day: date | None = None
+
+
+def target_id_of(target: ChannelRef | UserRef) -> str:
+    return target.channel if isinstance(target, ChannelRef) else target.user
 
 
 def target_name(job: Job) -> str:
@@ -283,8 +307,9 @@ class OutcomeWriter:
     """
 
     def __init__(self, deliveries: Deliveries, stamp, *, batch: int = RECORD_BATCH,  # noqa: ANN001
-                 linger: float = RECORD_LINGER) -> None:
+                 linger: float = RECORD_LINGER, on_written: Callable[[list[Outcome]], None] | None = None) -> None:
         self._deliveries = deliveries
+        self._on_written = on_written
         self._stamp = stamp
         self._batch = batch
         self._linger = linger
@@ -305,6 +330,8 @@ class OutcomeWriter:
         for attempt in range(3):
             try:
                 await self._deliveries.record(outcomes, now=self._stamp())
+                if self._on_written is not None:
+                    self._on_written(outcomes)
                 return
             except Exception:  # noqa: BLE001 - retried, then left to the lease
                 log.exception("recording %d delivery outcomes failed (attempt %d)", len(outcomes), attempt + 1)
@@ -361,7 +388,8 @@ class DeliveryPass:
         self._trending: dict[int, Reply] = {}
         self._gone_workspaces: set[tuple[str, str]] = set()
         self._writer: OutcomeWriter | None = None
-        self._held: set[int] = set()   # delivery ids claimed by this pass and not finished yet
+        self._held: set[int] = set()   # delivery ids claimed by this pass whose outcome is not committed yet
+        self._no_history: set[tuple[str, str]] = set()   # workspaces whose history cannot be read
 
     def stamp(self) -> datetime:
         """``now`` moved on by the time the pass has been running."""
@@ -511,8 +539,12 @@ class DeliveryPass:
             except Exception:  # noqa: BLE001 - the next heartbeat tries again
                 log.warning("renewing %d claims failed", len(self._held), exc_info=True)
 
+    def _written(self, outcomes: list[Outcome]) -> None:
+        """Committed outcomes: their claims need no more heartbeats."""
+        for outcome in outcomes:
+            self._held.discard(outcome.delivery_id)
+
     def _finish(self, outcome: Outcome) -> None:
-        self._held.discard(outcome.delivery_id)
         report = self.report
         if outcome.status == SENT:
             report.sent += 1
@@ -538,18 +570,64 @@ class DeliveryPass:
         if adapter is None:
             self._finish(Outcome(kind, job.delivery_id, sub_id, FAILED, error=f"no {scope[0]} adapter running"))
             return
-        if isinstance(job, ChannelJob):
-            result = await self.sender.send(scope, lambda: adapter.send_to_channel(job.channel, message.reply))
-        else:
-            result = await self.sender.send(scope, lambda: adapter.send_to_user(job.user, message.reply))
+        target: ChannelRef | UserRef = job.channel if isinstance(job, ChannelJob) else job.user
+        key = DeliveryKey(job.delivery_id, job.due_at)
+        look_first = job.look_first
+        found = False
+
+        async def attempt() -> SentMessage:
+            nonlocal look_first, found
+            if look_first:
+                earlier = await self._look(adapter, target, key)
+                if earlier is not None:
+                    found = True
+                    return earlier
+                look_first = False
+            try:
+                if isinstance(target, ChannelRef):
+                    return await adapter.send_to_channel(target, message.reply, key=key)
+                return await adapter.send_to_user(target, message.reply, key=key)
+            except SendError as exc:
+                if exc.kind is FailureKind.UNKNOWN_OUTCOME:
+                    look_first = True
+                raise
+            except BaseException:   # cut short (the send timeout) after the request may have gone out
+                look_first = True
+                raise
+
+        result = await self.sender.send(scope, attempt, target=target_id_of(target))
         self.report.rate_limited += result.rate_limited
         if result.ok:
+            if found:
+                self.report.found_delivered += 1
             self._finish(Outcome(kind, job.delivery_id, sub_id, SENT, paper_ids=message.paper_ids,
                                  feed_day=message.feed_day))
             return
         assert result.error is not None
         status = await self._act_on_failure(job, result.error)
-        self._finish(Outcome(kind, job.delivery_id, sub_id, status, error=str(result.error)))
+        error = str(result.error)
+        if look_first and status == FAILED:
+            error = OUTCOME_UNKNOWN + error   # whoever retries it looks first
+        self._finish(Outcome(kind, job.delivery_id, sub_id, status, error=error))
+
+    async def _look(self, adapter: object, target: ChannelRef | UserRef, key: DeliveryKey) -> SentMessage | None:
+        """Whether ``key`` already reached ``target``; None to send (also when the platform cannot be asked).
+
+        Raises :class:`SendError` when asking failed for now: the send is then retried, never made blind.
+        """
+        scope = (target.platform, target.workspace)
+        find = getattr(adapter, "find_delivery", None)
+        if find is None or scope in self._no_history:
+            self.report.unchecked_resends += 1
+            return None
+        try:
+            return await find(target, key)
+        except HistoryUnavailable as exc:
+            self._no_history.add(scope)
+            self.report.unchecked_resends += 1
+            log.warning("cannot check whether deliveries reached %s:%s (%s); sending again unchecked, a "
+                        "duplicate is possible", target.platform, target.workspace, exc)
+            return None
 
     async def _act_on_failure(self, job: Job, error: SendError) -> str:
         """Pause what must stop; returns the ledger status (paused or failed)."""
@@ -629,7 +707,7 @@ class DeliveryPass:
             if not self.platforms:
                 self.report.problems.append("no platform adapter is running; nothing was claimed")
                 return self.report
-            self._writer = OutcomeWriter(self.deliveries, self.stamp)
+            self._writer = OutcomeWriter(self.deliveries, self.stamp, on_written=self._written)
             heartbeat = asyncio.create_task(self._renew_leases())
             try:
                 await fan_out(self._messages(), self._send, concurrency=self.settings.delivery_concurrency,

@@ -1,12 +1,21 @@
 """Sending many messages at once: bounded concurrency, rate-limit gates, bounded retries.
 
-A 429 (``FailureKind.RATE_LIMITED``) closes the gate of its *scope* -- the
-platform and workspace, which is where Slack's workspace-wide limit applies --
-for ``retry_after`` seconds: every sender for that scope waits, then the send
-is retried (at most ``max_rate_limited`` times). Transient failures are retried
-a few times with a short backoff. Any other failure is returned at once, so the
-caller can pause that target. A failing or slow target only ever holds one of
-the ``concurrency`` workers, and one workspace at most ``per_scope`` of them
+A 429 (``FailureKind.RATE_LIMITED``) closes a gate for ``retry_after``
+seconds, then the send is retried (at most ``max_rate_limited`` times). Which
+gate depends on what the platform limited: a 429 that concerns one channel or
+person only (``SendError.target_only``: Slack's posting limit is per channel)
+closes that *target's* gate, so the rest of its workspace keeps sending; any
+other 429 closes the gate of the *scope* -- the platform and workspace, where
+Slack's workspace-wide limit and Discord's global one apply. Several targets of
+one workspace limited at once (:data:`WORKSPACE_SIGNAL`) is Slack limiting the
+workspace, and closes the workspace gate too.
+
+Transient failures and unknown outcomes (a timeout: the platform may have
+taken the message) are retried a few times with a short backoff; the caller's
+``attempt`` decides what a retry after an unknown outcome does (look before
+sending again). Any other failure is returned at once, so the caller can pause
+that target. A failing or slow target only ever holds one of the
+``concurrency`` workers, and one workspace at most ``per_scope`` of them
 (:func:`fan_out`); all other targets keep flowing.
 """
 
@@ -29,13 +38,15 @@ Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_RETRY_AFTER = 1.0
 MAX_RETRY_AFTER = 300.0
+WORKSPACE_SIGNAL = 3   # targets of one workspace limited at the same time: the workspace itself is limited
 
 
 class RateGates:
-    """Per-scope "closed until" instants set by 429 answers."""
+    """Per-scope and per-target "closed until" instants set by 429 answers."""
 
     def __init__(self, *, sleep: Sleep = asyncio.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._closed_until: dict[Hashable, float] = {}
+        self._limited_targets: dict[Hashable, dict[Hashable, float]] = {}   # scope -> target -> until
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -44,13 +55,32 @@ class RateGates:
         if until > self._closed_until.get(scope, 0.0):
             self._closed_until[scope] = until
 
-    async def wait(self, scope: Hashable) -> float:
-        """Wait while ``scope`` is closed; returns the seconds waited."""
+    def close_target(self, scope: Hashable, target: Hashable, seconds: float) -> None:
+        """Close one target's gate; with :data:`WORKSPACE_SIGNAL` targets closed at once, the scope's too."""
+        now = self._monotonic()
+        self.close((scope, target), seconds)
+        limited = self._limited_targets.setdefault(scope, {})
+        limited[target] = now + seconds
+        for other, until in list(limited.items()):
+            if until <= now:
+                del limited[other]
+        if len(limited) >= WORKSPACE_SIGNAL:
+            self.close(scope, min(limited.values()) - now)
+
+    def closed_for(self, key: Hashable) -> float:
+        """Seconds until the gate of ``key`` opens (0 when open)."""
+        return max(0.0, self._closed_until.get(key, 0.0) - self._monotonic())
+
+    async def wait(self, *keys: Hashable) -> float:
+        """Wait while any gate of ``keys`` is closed; returns the seconds waited."""
         waited = 0.0
         while True:
-            remaining = self._closed_until.get(scope, 0.0) - self._monotonic()
+            remaining = max((self._closed_until.get(key, 0.0) for key in keys), default=0.0) - self._monotonic()
             if remaining <= 0:
-                self._closed_until.pop(scope, None)
+                for key in keys:
+                    until = self._closed_until.get(key)
+                    if until is not None and until <= self._monotonic():
+                        del self._closed_until[key]
                 return waited
             await self._sleep(remaining)
             waited += remaining
@@ -83,11 +113,17 @@ class Sender:
         self._sleep = sleep
         self.rate_limited_total = 0
 
-    async def send(self, scope: Hashable, attempt: Callable[[], Awaitable[T]]) -> SendResult[T]:
-        """Call ``attempt`` until it succeeds, fails for good, or runs out of retries."""
+    async def send(self, scope: Hashable, attempt: Callable[[], Awaitable[T]], *,
+                   target: Hashable | None = None) -> SendResult[T]:
+        """Call ``attempt`` until it succeeds, fails for good, or runs out of retries.
+
+        ``target`` (a channel or person) has its own gate besides the scope's, for 429s that
+        concern it alone.
+        """
         rate_limited = transient = attempts = 0
+        gates = (scope,) if target is None else (scope, (scope, target))
         while True:
-            await self.gates.wait(scope)
+            await self.gates.wait(*gates)
             attempts += 1
             try:
                 async with asyncio.timeout(self.timeout):  # unlike wait_for, no extra task per send
@@ -95,8 +131,8 @@ class Sender:
                 return SendResult(value, None, attempts, rate_limited)
             except SendError as exc:
                 error = exc
-            except asyncio.TimeoutError:
-                error = SendError(FailureKind.TRANSIENT, "timed out")
+            except asyncio.TimeoutError:   # the request may have reached the platform
+                error = SendError(FailureKind.UNKNOWN_OUTCOME, "timed out")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the fan-out
@@ -108,9 +144,13 @@ class Sender:
                 if rate_limited >= self.max_rate_limited:
                     return SendResult(None, error, attempts, rate_limited)
                 wait = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
-                self.gates.close(scope, min(max(wait, 0.0), MAX_RETRY_AFTER))
+                wait = min(max(wait, 0.0), MAX_RETRY_AFTER)
+                if error.target_only and target is not None:
+                    self.gates.close_target(scope, target, wait)
+                else:
+                    self.gates.close(scope, wait)
                 continue
-            if error.kind is FailureKind.TRANSIENT:
+            if error.kind in (FailureKind.TRANSIENT, FailureKind.UNKNOWN_OUTCOME):
                 transient += 1
                 if transient >= self.max_transient:
                     return SendResult(None, error, attempts, rate_limited)

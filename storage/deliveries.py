@@ -44,6 +44,9 @@ RENEW_CHUNK = 500   # ids per UPDATE of a lease heartbeat
 
 CLAIMED, SENT, SKIPPED, FAILED, PAUSED = "claimed", "sent", "skipped", "failed", "paused"
 MISSED = "missed: due longer ago than the grace window"
+# Prefix of the ledger error of a send whose outcome is unknown (the platform may have the message):
+# whoever retries it looks in the platform's history first.
+OUTCOME_UNKNOWN = "outcome unknown: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class ChannelJob:
     last_feed_day: date | None
     created_by: str | None
     attempts: int = 1
+    look_first: bool = False   # an earlier attempt may have reached the platform: look before sending
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class AlertJob:
     due_at: datetime
     topics: tuple[str, ...]
     attempts: int = 1
+    look_first: bool = False
 
 
 Job = ChannelJob | AlertJob
@@ -334,14 +339,15 @@ class Deliveries:
             result.missed = expired.rowcount or 0
             if kind == CHANNEL:
                 s = ChannelSubscription
-                query = (select(d.id, d.day, d.due_at, d.attempts, s.id.label("sub_id"), s.platform, s.workspace_id,
+                query = (select(d.id, d.day, d.due_at, d.attempts, d.status, d.error, s.id.label("sub_id"),
+                                s.platform, s.workspace_id,
                                 s.channel_id, s.created_by, s.top_n, s.post_when_empty, s.last_feed_day)
                          .join(s, s.id == d.subscription_id).where(s.enabled.is_(True)))
                 platform_col = s.platform
             else:
                 p = UserProfile
-                query = (select(d.id, d.day, d.due_at, d.attempts, p.id.label("sub_id"), p.platform, p.workspace_id,
-                                p.user_id)
+                query = (select(d.id, d.day, d.due_at, d.attempts, d.status, d.error, p.id.label("sub_id"), p.platform,
+                                p.workspace_id, p.user_id)
                          .join(p, p.id == d.subscription_id).where(p.alerts_enabled.is_(True)))
                 platform_col = p.platform
             query = (query.where(d.kind == kind, retryable).order_by(d.id).limit(limit)
@@ -357,16 +363,20 @@ class Deliveries:
             topics = await self._topics(conn, [r.sub_id for r in rows]) if kind == ALERT else {}
         result.scanned = len(rows)
         for r in rows:
+            # a claim left by a process that died, or a send that ended not knowing, may have gone out
+            look_first = r.status == CLAIMED or (r.error or "").startswith(OUTCOME_UNKNOWN)
             if kind == CHANNEL:
                 result.jobs.append(ChannelJob(
                     delivery_id=r.id, subscription_id=r.sub_id, channel=ChannelRef(r.platform, r.workspace_id,
                                                                                    r.channel_id),
                     day=r.day, due_at=r.due_at, top_n=r.top_n, post_when_empty=r.post_when_empty,
-                    last_feed_day=r.last_feed_day, created_by=r.created_by, attempts=r.attempts + 1))
+                    last_feed_day=r.last_feed_day, created_by=r.created_by, attempts=r.attempts + 1,
+                    look_first=look_first))
             else:
                 result.jobs.append(AlertJob(
                     delivery_id=r.id, profile_id=r.sub_id, user=UserRef(r.platform, r.workspace_id, r.user_id),
-                    day=r.day, due_at=r.due_at, topics=tuple(topics.get(r.sub_id, ())), attempts=r.attempts + 1))
+                    day=r.day, due_at=r.due_at, topics=tuple(topics.get(r.sub_id, ())), attempts=r.attempts + 1,
+                    look_first=look_first))
         return result
 
     # --- dry run ----------------------------------------------------------------------------

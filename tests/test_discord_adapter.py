@@ -17,11 +17,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from adapters.base import Adapter, FailureKind, SendError
+from adapters.base import Adapter, DeliveryKey, FailureKind, SendError
 from adapters.discord import DiscordAdapter, message_payload
 from bot.app import App, build_app
 from bot.models import ChannelRef, Reply, ReplyKind, UserRef
@@ -200,6 +201,44 @@ async def test_send_to_user_opens_a_dm_then_posts(running: Running) -> None:
     dm_channel = running.api.calls_to("create_message")[0].params["channel"]
     assert sent.channel == dm_channel != CHANNEL_ID
     assert running.api.calls_to("create_message")[0].body["allowed_mentions"] == {"parse": []}
+
+
+async def test_a_delivery_sent_twice_with_its_nonce_is_created_once(running: Running) -> None:
+    """A repeat of a scheduled delivery (a retry after a timeout, a pass after a crash) carries the
+    same nonce with ``enforce_nonce``; Discord answers with the message it already created (the fake
+    follows discord-api-docs, Create Message ``enforce_nonce``)."""
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    channel = ChannelRef("discord", GUILD_ID, CHANNEL_ID)
+    key = DeliveryKey(4242, datetime(2026, 11, 20, 9, tzinfo=timezone.utc))
+    first = await running.adapter.send_to_channel(channel, reply, key=key)
+    again = await running.adapter.send_to_channel(channel, reply, key=key)
+    calls = running.api.calls_to("create_message")
+    assert [(c.body["nonce"], c.body["enforce_nonce"]) for c in calls] == [("paperboy:4242", True)] * 2
+    assert len(running.api.created) == 1 and again.message_id == first.message_id
+    other = await running.adapter.send_to_channel(channel, reply, key=DeliveryKey(4243, key.not_before))
+    assert len(running.api.created) == 2 and other.message_id != first.message_id
+    # a DM alert is keyed the same way
+    user = UserRef("discord", GUILD_ID, USER_ID)
+    dm_first = await running.adapter.send_to_user(user, reply, key=DeliveryKey(7, key.not_before))
+    dm_again = await running.adapter.send_to_user(user, reply, key=DeliveryKey(7, key.not_before))
+    assert dm_again.message_id == dm_first.message_id and len(running.api.created) == 3
+
+
+async def test_past_the_nonce_window_a_repeat_is_created_again(running: Running) -> None:
+    """The bound of the guarantee: Discord checks a nonce for "the past few minutes" only."""
+    now = [1000.0]
+    running.api.clock = lambda: now[0]
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    channel = ChannelRef("discord", GUILD_ID, CHANNEL_ID)
+    key = DeliveryKey(99, datetime(2026, 11, 20, 9, tzinfo=timezone.utc))
+    await running.adapter.send_to_channel(channel, reply, key=key)
+    now[0] += running.api.nonce_window + 1
+    await running.adapter.send_to_channel(channel, reply, key=key)
+    assert len(running.api.created) == 2
+
+
+def test_a_delivery_nonce_fits_discords_25_characters() -> None:
+    assert len(DeliveryKey(10 ** 16 - 1, datetime(2026, 1, 1, tzinfo=timezone.utc)).nonce) <= 25
 
 
 @pytest.mark.parametrize(("code", "kind"), [(50007, FailureKind.DMS_CLOSED), (10003, FailureKind.TARGET_GONE),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from scheduler.fanout import fan_out
+from scheduler.fanout import RateGates, fan_out
 
 
 async def stream(items: list[tuple[str, int]]) -> AsyncIterator[tuple[str, int]]:
@@ -92,3 +92,18 @@ async def test_a_handler_that_raises_does_not_stop_the_rest() -> None:
     await fan_out(stream([("A", i) for i in range(10)]), handle, concurrency=3, scope_of=lambda item: item[0],
                   per_scope=1)
     assert sorted(handled) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
+def test_a_429_for_one_target_closes_its_gate_and_several_at_once_close_the_workspace() -> None:
+    now = [100.0]
+    gates = RateGates(monotonic=lambda: now[0])
+    gates.close_target("T1", "C1", 5)
+    assert gates.closed_for(("T1", "C1")) == 5 and gates.closed_for("T1") == 0
+    gates.close_target("T1", "C2", 3)
+    assert gates.closed_for("T1") == 0            # two channels: still per channel
+    gates.close_target("T1", "C3", 4)
+    assert gates.closed_for("T1") == 3            # three at once: Slack is limiting the workspace
+    assert gates.closed_for("T2") == 0            # other workspaces are not concerned
+    now[0] += 10
+    gates.close_target("T1", "C4", 2)             # the earlier limits are over: one channel again
+    assert gates.closed_for("T1") == 0 and gates.closed_for(("T1", "C4")) == 2

@@ -136,7 +136,8 @@ def test_manifest_declares_the_command_scopes_events_and_modes() -> None:
         if not line.startswith("      - "):
             break
         bot_scopes.append(line.split("-", 1)[1].split("#")[0].strip())
-    assert tuple(bot_scopes) == BOT_SCOPES == ("commands", "chat:write", "im:write", "users:read")
+    assert tuple(bot_scopes) == BOT_SCOPES == ("commands", "chat:write", "im:write", "users:read",
+                                               "channels:history", "groups:history", "im:history")
     for needed in ("command: /papers", "home_tab_enabled: true", "messages_tab_enabled: true",
                    "- app_home_opened", "- app_uninstalled", "- tokens_revoked", "is_enabled: true",
                    "socket_mode_enabled: true"):

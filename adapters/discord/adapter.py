@@ -37,7 +37,7 @@ import discord
 from discord.http import Route
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
-from adapters.base import SendError, SentMessage
+from adapters.base import DeliveryKey, SendError, SentMessage
 from adapters.discord.commands import DiscordCommands
 from adapters.discord.errors import send_error
 from adapters.discord.gateway import DiscordGateway, GatewayAddress, quiet_expected_notices
@@ -239,24 +239,39 @@ class DiscordAdapter:
 
     # --- sends ---------------------------------------------------------------------------------------------
 
-    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         """Post ``reply`` in a channel; raises :class:`SendError`."""
         target = self.client.get_partial_messageable(int(channel.channel),
                                                      guild_id=_int_or_none(channel.workspace))
-        return await self._send(target, reply)
+        return await self._send(target, reply, key)
 
-    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
+    async def send_to_user(self, user: UserRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         """Open (or reuse) the DM channel with a person, then post ``reply`` there."""
         try:
             dm = await self.client.create_dm(discord.Object(int(user.user)))
         except Exception as exc:  # noqa: BLE001 - mapped to a neutral failure
             raise _logged(send_error(exc), "open a DM with", user.user) from exc
-        return await self._send(dm, reply)
+        return await self._send(dm, reply, key)
 
-    async def _send(self, target: discord.abc.Messageable, reply: Reply) -> SentMessage:
+    async def find_delivery(self, target: ChannelRef | UserRef, key: DeliveryKey) -> SentMessage | None:
+        """Always None: Discord itself drops a repeat of a delivery's nonce (see :meth:`_send`), so
+        sending again *is* the check, within Discord's nonce window of a few minutes."""
+        return None
+
+    async def _send(self, target: discord.abc.Messageable, reply: Reply, key: DeliveryKey | None) -> SentMessage:
+        """Create the message; a scheduled delivery carries its own nonce.
+
+        discord.py sends every ``nonce`` with ``enforce_nonce: true`` (``discord/http.py``,
+        ``handle_message_parameters``), and Discord then answers a repeat of the same nonce by the
+        same author within a few minutes with the message already created instead of a new one
+        (create-message, ``enforce_nonce``). Without a key discord.py draws a random nonce.
+        """
         payload = message_payload(reply)
+        kwargs = self.commands.send_kwargs(payload)
+        if key is not None:
+            kwargs["nonce"] = key.nonce
         try:
-            message = await target.send(**self.commands.send_kwargs(payload))
+            message = await target.send(**kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped to a neutral failure
             channel_id = getattr(target, "id", "?")
             raise _logged(send_error(exc), "post in", channel_id) from exc

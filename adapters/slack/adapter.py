@@ -43,7 +43,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstall
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import FailureKind, SendError, SentMessage
+from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.supervision import CredentialsRejected
 from adapters.slack.errors import retry_after_seconds, send_error
 from adapters.slack.home import (
@@ -75,7 +75,12 @@ from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
 
-BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read")
+BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "channels:history", "groups:history", "im:history")
+DELIVERY_EVENT = "paperboy_delivery"   # message metadata event_type of scheduled posts and alerts
+HISTORY_PAGE = 15          # conversations.history page size: Slack's maximum for non-Marketplace apps since 2025
+HISTORY_PAGES = 4          # pages looked at for one delivery (messages since its due time, newest first)
+HISTORY_SLACK_SECONDS = 60   # look this much before the due time too (hosts' clocks differ a little)
+SEND_TIMEOUT_SECONDS = 30.0  # slack_sdk's default request timeout
 EVENTS_PATH = "/slack/events"
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
@@ -111,6 +116,20 @@ class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
         return wait is None or wait <= self.max_wait_seconds
 
 
+class PostSafeConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's connection-error retry, except for chat.postMessage.
+
+    A connection dropped after a post was written leaves its outcome unknown: retrying it here
+    could post twice. The scheduler retries it instead, after looking in the channel's history.
+    """
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None, error: Exception | None = None) -> bool:
+        if request.url.rstrip("/").endswith("chat.postMessage"):
+            return False
+        return await super()._can_retry_async(state=state, request=request, response=response, error=error)
+
+
 class SlackAdapter:
     """Paperboy on Slack: slash command, buttons, App Home, install/uninstall and sends."""
 
@@ -118,7 +137,7 @@ class SlackAdapter:
 
     def __init__(self, settings: Settings, core: Paperboy, storage: Storage, *, host: str = "0.0.0.0",
                  port: int | None = None, command: str = "/papers", rate_limit_retries: int = 1,
-                 max_retry_wait_seconds: float = 10.0) -> None:
+                 max_retry_wait_seconds: float = 10.0, request_timeout: float = SEND_TIMEOUT_SECONDS) -> None:
         if not settings.slack_enabled:
             raise ValueError("Slack is not configured: set SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
         self._settings = settings
@@ -129,6 +148,7 @@ class SlackAdapter:
         self._command = command
         self._rate_limit_retries = rate_limit_retries
         self._max_retry_wait = max_retry_wait_seconds
+        self._request_timeout = request_timeout
         self.oauth_enabled = bool(settings.slack_client_id and settings.slack_client_secret)
         self.socket_mode = settings.slack_app_token is not None
         self.serves_http = not self.socket_mode or self.oauth_enabled
@@ -156,11 +176,11 @@ class SlackAdapter:
     # --- assembly ---------------------------------------------------------------------------
 
     def _retry_handlers(self) -> list[AsyncRetryHandler]:
-        return [AsyncConnectionErrorRetryHandler(max_retry_count=1),
+        return [PostSafeConnectionErrorRetryHandler(max_retry_count=1),
                 BoundedRateLimitRetryHandler(self._rate_limit_retries, self._max_retry_wait)]
 
     def _new_client(self, token: str | None) -> AsyncWebClient:
-        return AsyncWebClient(token=token, base_url=self._settings.slack_api_url,
+        return AsyncWebClient(token=token, base_url=self._settings.slack_api_url, timeout=self._request_timeout,  # type: ignore[arg-type]
                               retry_handlers=self._retry_handlers())
 
     def _build_app(self) -> AsyncApp:
@@ -328,7 +348,12 @@ class SlackAdapter:
         return client
 
     async def _call(self, workspace: str, method: str, *, to_user: bool = False, **params: Any) -> Any:
-        """One Web API call; Slack errors become :class:`SendError` (logged by code, never by token)."""
+        """One Web API call; Slack errors become :class:`SendError` (logged by code, never by token).
+
+        For chat.postMessage a timeout or a connection dropped once connected is
+        ``UNKNOWN_OUTCOME`` (Slack may have posted it); a 429 concerns that channel only, since
+        Slack limits posting per channel.
+        """
         client = await self.client_for(workspace)
         try:
             return await client.api_call(method, json=params)
@@ -337,44 +362,104 @@ class SlackAdapter:
             code = str(response.get("error") or "") if response is not None else ""
             error = send_error(code, status=response.status_code if response is not None else None,
                                headers=response.headers if response is not None else None, to_user=to_user)
+            error.target_only = method == "chat.postMessage" and error.kind is FailureKind.RATE_LIMITED
             log.warning("Slack %s failed in workspace %s: %s (%s)", method, workspace, error.detail, error.kind.value)
             if error.kind is FailureKind.INSTALL_GONE:
                 await self._storage.workspaces.deactivate(PLATFORM, workspace, error.detail)
             raise error from None
         except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             log.warning("Slack %s failed in workspace %s: %s", method, workspace, type(exc).__name__)
-            raise SendError(FailureKind.TRANSIENT, type(exc).__name__) from None
+            written = not isinstance(exc, (SlackClientError, aiohttp.ClientConnectorError))
+            kind = FailureKind.UNKNOWN_OUTCOME if method == "chat.postMessage" and written else FailureKind.TRANSIENT
+            raise SendError(kind, type(exc).__name__) from None
 
-    async def _post(self, workspace: str, channel: str, reply: Reply, *, to_user: bool) -> SentMessage:
+    async def _post(self, workspace: str, channel: str, reply: Reply, *, to_user: bool,
+                    key: DeliveryKey | None = None) -> SentMessage:
         body = render_message(reply, interactive=False)
+        extra: dict[str, Any] = {}
+        if key is not None:   # what conversations.history shows to recognise the message later
+            extra["metadata"] = {"event_type": DELIVERY_EVENT, "event_payload": {"delivery_id": key.delivery_id}}
         response = await self._call(workspace, "chat.postMessage", to_user=to_user, channel=channel,
-                                    text=body["text"], blocks=body["blocks"], unfurl_links=False, unfurl_media=False)
+                                    text=body["text"], blocks=body["blocks"], unfurl_links=False, unfurl_media=False,
+                                    **extra)
         return SentMessage(channel=str(response.get("channel") or channel), message_id=str(response.get("ts") or ""))
 
-    async def send_to_channel(self, channel: ChannelRef, reply: Reply) -> SentMessage:
+    async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         """Post in a channel with chat.postMessage (the bot must be a member)."""
-        return await self._post(channel.workspace, channel.channel, reply, to_user=False)
+        return await self._post(channel.workspace, channel.channel, reply, to_user=False, key=key)
 
-    async def send_to_user(self, user: UserRef, reply: Reply) -> SentMessage:
-        """Post in the direct message with ``user``, opened with conversations.open once per process.
-
-        A cached DM channel that Slack no longer knows is forgotten and opened again, once.
-        """
+    async def _dm_channel(self, user: UserRef) -> str:
+        """The DM channel with ``user``: cached, else opened with conversations.open."""
         key = (user.workspace, user.user)
         cached = self._dm_channels.get(key)
         if cached is not None:
-            try:
-                return await self._post(user.workspace, cached, reply, to_user=True)
-            except SendError as exc:
-                if exc.detail != "channel_not_found":
-                    raise
-                self._dm_channels.pop(key, None)
+            return cached
         opened = await self._call(user.workspace, "conversations.open", to_user=True, users=user.user)
         dm = (opened.get("channel") or {}).get("id")
         if not dm:
             raise SendError(FailureKind.TRANSIENT, "no_dm_channel")
         self._dm_channels[key] = dm
-        return await self._post(user.workspace, dm, reply, to_user=True)
+        return dm
+
+    async def send_to_user(self, user: UserRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
+        """Post in the direct message with ``user``, opened with conversations.open once per process.
+
+        A cached DM channel that Slack no longer knows is forgotten and opened again, once.
+        """
+        cache_key = (user.workspace, user.user)
+        cached = self._dm_channels.get(cache_key)
+        if cached is not None:
+            try:
+                return await self._post(user.workspace, cached, reply, to_user=True, key=key)
+            except SendError as exc:
+                if exc.detail != "channel_not_found":
+                    raise
+                self._dm_channels.pop(cache_key, None)
+        return await self._post(user.workspace, await self._dm_channel(user), reply, to_user=True, key=key)
+
+    async def find_delivery(self, target: ChannelRef | UserRef, key: DeliveryKey) -> SentMessage | None:
+        """Look for the message of ``key`` in the conversation's history since its due time.
+
+        ``conversations.history`` with ``include_all_metadata`` returns each message's metadata
+        (the ``paperboy_delivery`` event carrying the delivery id), newest first, ``oldest``
+        bounding the search to the delivery's window. It needs ``channels:history``,
+        ``groups:history`` and ``im:history``; a workspace that did not grant them (or a channel
+        the bot cannot read) raises :class:`HistoryUnavailable`, and the caller sends anyway.
+        """
+        if isinstance(target, ChannelRef):
+            channel, to_user = target.channel, False
+        else:
+            try:
+                channel, to_user = await self._dm_channel(target), True
+            except SendError as exc:
+                if exc.kind in (FailureKind.RATE_LIMITED, FailureKind.TRANSIENT):
+                    raise
+                raise HistoryUnavailable(exc.detail or exc.kind.value) from None
+        oldest = f"{key.not_before.timestamp() - HISTORY_SLACK_SECONDS:.6f}"
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            params: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": HISTORY_PAGE,
+                                      "include_all_metadata": True}
+            if cursor:
+                params["cursor"] = cursor
+            try:
+                page = await self._call(target.workspace, "conversations.history", to_user=to_user, **params)
+            except SendError as exc:
+                if exc.kind in (FailureKind.RATE_LIMITED, FailureKind.TRANSIENT, FailureKind.UNKNOWN_OUTCOME):
+                    exc.target_only = True   # a history limit must not hold the workspace's posts
+                    raise
+                raise HistoryUnavailable(exc.detail or exc.kind.value) from None
+            for message in page.get("messages") or ():
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == DELIVERY_EVENT and str(payload.get("delivery_id")) == str(key.delivery_id):
+                    return SentMessage(channel=channel, message_id=str(message.get("ts") or ""))
+            cursor = ((page.get("response_metadata") or {}).get("next_cursor")) or None
+            if not page.get("has_more") or not cursor:
+                return None
+        log.warning("delivery %s not found in the last %d messages of %s; sending it again",
+                    key.delivery_id, HISTORY_PAGE * HISTORY_PAGES, channel)
+        return None
 
     # --- who is asking --------------------------------------------------------------------------
 

@@ -31,6 +31,15 @@ interaction callbacks and follow-ups carry their token in the path instead.
 The same server is the gateway: :attr:`FakeDiscordApi.gateway`, a
 :class:`tests.fakes.discord_gateway.FakeDiscordGateway` whose websocket URL
 Get Gateway and Get Gateway Bot hand out.
+
+Create-message honours ``enforce_nonce`` as Discord documents it (discord-api-docs,
+Resources > Message > Create Message, JSON param ``enforce_nonce``; the same text is in
+discord-api-types' ``RESTPostAPIChannelMessageJSONBody``): "If true and nonce is present, it
+will be checked for uniqueness in the past few minutes. If another message was created by the
+same author with the same nonce, that message will be returned and no new message will be
+created." The created message echoes its ``nonce``. ``nonce_window`` (seconds, default 120:
+"a few minutes" is not documented more precisely, so the fake takes the short end) and
+``clock`` let a test step past the window. ``created`` lists the messages really created.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ import asyncio
 import itertools
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +111,10 @@ class FakeDiscordApi:
     token: str | None = None                    # None: any bot token is accepted (REST and gateway)
     calls: list[DiscordCall] = field(default_factory=list)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # scope -> synced commands
+    created: list[dict[str, Any]] = field(default_factory=list)
+    nonce_window: float = 120.0
+    clock: Callable[[], float] = time.monotonic
+    _nonces: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _failures: dict[str, list[_Failure]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1_200_000_000_000_000_000))
     _runner: web.AppRunner | None = None
@@ -260,6 +275,21 @@ class FakeDiscordApi:
             message["application_id"] = APPLICATION_ID
         return message
 
+    def _create_message(self, channel_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A new message, or with ``enforce_nonce`` the one this author created with the same nonce lately."""
+        nonce = body.get("nonce")
+        now = self.clock()
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._nonces.get(str(nonce))
+            if earlier is not None and now - earlier[0] <= self.nonce_window:
+                return earlier[1]
+        message = self._message(channel_id, body)
+        if nonce is not None:
+            message["nonce"] = nonce
+            self._nonces[str(nonce)] = (now, message)
+        self.created.append(message)
+        return message
+
     def _answer(self, name: str, call: DiscordCall) -> tuple[int, Any]:
         body = call.body if isinstance(call.body, dict) else {}
         if name == "get_me":
@@ -282,7 +312,7 @@ class FakeDiscordApi:
             self.commands[scope] = commands
             return 200, commands
         if name == "create_message":
-            return 200, self._message(call.params["channel"], body)
+            return 200, self._create_message(call.params["channel"], body)
         if name == "create_dm":
             recipient = {"id": str(body.get("recipient_id")), "username": "someone", "discriminator": "0",
                          "global_name": None, "avatar": None}

@@ -3,8 +3,11 @@
 ``POST /send`` takes the JSON of :func:`adapters.fake.message_document` and
 answers ``{"ok": true, "id": n}``; beyond ``rate`` messages in the current
 one-second window it answers HTTP 429 with ``Retry-After`` (seconds, with
-decimals) until the next window, as Slack's workspace limit does. Targets in
-``errors`` answer with that platform error. ``GET /stats`` returns counts.
+decimals) until the next window, as Slack's workspace limit does (the body says
+``"scope": "workspace"``). Targets in ``errors`` answer with that platform error.
+``GET /history?workspace=&target=&key=`` answers ``{"id": ...}`` when a message
+carrying that delivery key reached that target (``{"id": null}`` otherwise), as a
+platform's message history would. ``GET /stats`` returns counts.
 
 Run in-process (``await FakePlatformApi().start()``) or as its own process for
 benchmarks: ``python -m tests.fakes.platform_api --port 0 --rate 500`` prints
@@ -34,6 +37,8 @@ class FakePlatformApi:
         self.errors: dict[str, str] = {}
         self.received: list[dict] = []
         self.counts: Counter[tuple[str, str, str]] = Counter()
+        self.keys: dict[tuple[str, str, str], str] = {}   # (workspace, target, delivery key) -> message id
+        self.lookups = 0
         self.rejected = 0
         self.requests = 0
         self.first_at: float | None = None
@@ -63,7 +68,7 @@ class FakePlatformApi:
         wait = self._rate_limited(time.monotonic())
         if wait is not None:
             self.rejected += 1
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+            return web.json_response({"ok": False, "error": "ratelimited", "scope": "workspace"}, status=429,
                                      headers={"Retry-After": f"{wait:.3f}"})
         error = self.errors.get(document.get("target", ""))
         if error:
@@ -74,12 +79,21 @@ class FakePlatformApi:
         key = (document.get("via", ""), document.get("workspace", ""), document.get("target", ""))
         self.counts[key] += 1
         self.received.append(document)
-        return web.json_response({"ok": True, "id": str(len(self.received))})
+        message_id = str(len(self.received))
+        if document.get("key") is not None:
+            self.keys[(document.get("workspace", ""), document.get("target", ""), str(document["key"]))] = message_id
+        return web.json_response({"ok": True, "id": message_id})
+
+    async def _history(self, request: web.Request) -> web.Response:
+        self.lookups += 1
+        query = request.query
+        found = self.keys.get((query.get("workspace", ""), query.get("target", ""), query.get("key", "")))
+        return web.json_response({"ok": True, "id": found})
 
     def stats(self) -> dict:
         duplicates = sum(n - 1 for n in self.counts.values() if n > 1)
         return {"accepted": len(self.received), "distinct": len(self.counts), "duplicates": duplicates,
-                "rejected_429": self.rejected, "requests": self.requests,
+                "rejected_429": self.rejected, "requests": self.requests, "lookups": self.lookups,
                 "span_seconds": (self.last_at - self.first_at) if self.first_at and self.last_at else 0.0}
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -89,6 +103,7 @@ class FakePlatformApi:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/send", self._send)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/history", self._history)
         self._runner, bound = await serve_on_loopback(app, port=port)
         self.url = f"http://127.0.0.1:{bound}"
         return self

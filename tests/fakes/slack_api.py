@@ -6,8 +6,24 @@ It answers ``auth.test``, ``chat.postMessage``, ``chat.postEphemeral``,
 ``oauth.v2.access``, and serves response URLs (``fake.response_url(key)``) so
 slash-command answers are recorded too. Switches: :meth:`FakeSlackApi.fail`
 answers a method with a Slack error code, :meth:`FakeSlackApi.rate_limit`
-with HTTP 429 and ``Retry-After``. :meth:`FakeSlackApi.wait_for` awaits calls
-without sleeping.
+with HTTP 429 and ``Retry-After`` (for one channel only, as Slack limits posting per
+channel). :meth:`FakeSlackApi.wait_for` awaits calls without sleeping.
+
+Posted messages are kept per channel (``messages``), with their ``metadata``
+(``{"event_type", "event_payload"}``, chat.postMessage's ``metadata`` argument),
+and ``conversations.history`` returns them as Slack documents it
+(docs.slack.dev/reference/methods/conversations.history): newest first, only
+those with ``ts`` after ``oldest`` (and before ``latest``), at most ``limit`` per
+page with ``has_more`` and ``response_metadata.next_cursor``, and ``metadata``
+only when ``include_all_metadata`` is true. Slack caps ``limit`` at 15 for apps
+outside the Marketplace since 2025 (changelog 2025-05-terms-rate-limit-update);
+``history_limit`` sets that cap. A workspace that did not grant the history scopes
+is :meth:`fail` ("conversations.history", "missing_scope").
+
+Slow or lost answers: ``post_delay`` makes every post take that long (the message is
+posted once the delay is over, as a slow Slack would), :meth:`answer_late` makes the
+next posts be *accepted at once* and answered only after ``seconds`` -- past a client's
+timeout the outcome is unknown to the client although the message is in the channel.
 
 Also here: :func:`signed_headers`, Slack's request signing for tests that
 post events to the app in HTTP mode.
@@ -38,6 +54,7 @@ class SlackCall:
     method: str
     params: dict[str, Any]
     token: str | None = None
+    at: float = field(default_factory=time.monotonic)   # when the request arrived
 
 
 @dataclass
@@ -59,6 +76,12 @@ class FakeSlackApi:
     oauth_team: dict[str, str] = field(default_factory=lambda: {"id": "T2", "name": "Team Two"})
     oauth_token: str = "xoxb-installed-T2"
     calls: list[SlackCall] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # channel -> posted, oldest first
+    post_delay: float = 0.0
+    history_limit: int = 999
+    post_times: dict[str, list[float]] = field(default_factory=dict)   # channel -> monotonic time of each post
+    _late: list[float] = field(default_factory=list)
+    _last_ts: float = 0.0
     _failures: dict[str, list[_Failure]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _port: int = 0
@@ -106,10 +129,24 @@ class FakeSlackApi:
         """Answer ``method`` with ``{"ok": false, "error": error}`` (``times`` times, or until cleared)."""
         self._failures.setdefault(method, []).append(_Failure(error, status=status, times=times, channel=channel))
 
-    def rate_limit(self, method: str, *, retry_after: float = 0, times: int | None = 1) -> None:
-        """Answer ``method`` with HTTP 429 and ``Retry-After``."""
+    def rate_limit(self, method: str, *, retry_after: float = 0, times: int | None = 1,
+                   channel: str | None = None) -> None:
+        """Answer ``method`` with HTTP 429 and ``Retry-After`` (only for ``channel``, if given)."""
         self._failures.setdefault(method, []).append(
-            _Failure("ratelimited", status=429, retry_after=retry_after, times=times))
+            _Failure("ratelimited", status=429, retry_after=retry_after, times=times, channel=channel))
+
+    def answer_late(self, seconds: float, *, times: int = 1) -> None:
+        """The next ``times`` posts are accepted at once and answered after ``seconds``."""
+        self._late.extend([seconds] * times)
+
+    def posted(self, channel: str) -> list[dict[str, Any]]:
+        """Messages in ``channel``, oldest first."""
+        return list(self.messages.get(channel, []))
+
+    def delivery_ids(self, channel: str) -> list[Any]:
+        """The ``paperboy_delivery`` ids of the messages in ``channel``."""
+        return [((m.get("metadata") or {}).get("event_payload") or {}).get("delivery_id")
+                for m in self.messages.get(channel, [])]
 
     def clear_failures(self) -> None:
         self._failures.clear()
@@ -157,7 +194,7 @@ class FakeSlackApi:
                 params.update(json.loads(raw or "{}"))
             else:
                 params.update(dict(parse_qsl(raw, keep_blank_values=True)))
-        for key in ("blocks", "view", "attachments"):
+        for key in ("blocks", "view", "attachments", "metadata"):
             if isinstance(params.get(key), str) and params[key][:1] in "[{":
                 params[key] = json.loads(params[key])
         return params
@@ -189,16 +226,54 @@ class FakeSlackApi:
         if method != "oauth.v2.access" and self.tokens and token not in self.tokens:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         team = self.tokens.get(token or "", self.team_id)
+        if method == "chat.postMessage":
+            late = self._late.pop(0) if self._late else 0.0
+            if self.post_delay and not late:
+                await asyncio.sleep(self.post_delay)
+            answer = self._answer(method, params, team)   # posted now, whatever becomes of the answer
+            if late:
+                await asyncio.sleep(late)
+            return web.json_response(answer)
         return web.json_response(self._answer(method, params, team))
 
+    def _post_message(self, params: dict[str, Any], ts: str) -> dict[str, Any]:
+        channel = str(params.get("channel"))
+        message: dict[str, Any] = {"type": "message", "subtype": "bot_message", "ts": ts, "text": params.get("text"),
+                                   "bot_id": "BPAPERBOY", "app_id": "A0PAPERBOY", "user": BOT_USER}
+        if isinstance(params.get("metadata"), dict):
+            message["metadata"] = params["metadata"]
+        self.messages.setdefault(channel, []).append(message)
+        self.post_times.setdefault(channel, []).append(time.monotonic())
+        return message
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: newest first within (oldest, latest), paged by a cursor."""
+        channel = str(params.get("channel"))
+        if channel not in self.messages and not channel.startswith(("C", "D", "G")):
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or time.time() + 1)
+        limit = min(int(params.get("limit") or 100), self.history_limit)
+        offset = int(params.get("cursor") or 0)
+        with_metadata = str(params.get("include_all_metadata")).lower() in ("true", "1")
+        matching = [m for m in reversed(self.messages.get(channel, [])) if oldest < float(m["ts"]) < latest]
+        page = matching[offset:offset + limit]
+        more = offset + limit < len(matching)
+        out = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page]
+        return {"ok": True, "messages": out, "has_more": more, "pin_count": 0,
+                "response_metadata": {"next_cursor": str(offset + limit) if more else ""}}
+
     def _answer(self, method: str, params: dict[str, Any], team: str) -> dict[str, Any]:
-        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)   # unique and increasing, as Slack's ts are
+        ts = f"{self._last_ts:.6f}"
         if method == "auth.test":
             return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake", "user": "paperboy",
                     "team_id": team, "user_id": BOT_USER, "bot_id": "BPAPERBOY", "is_enterprise_install": False}
         if method == "chat.postMessage":
-            return {"ok": True, "channel": params.get("channel"), "ts": ts,
-                    "message": {"text": params.get("text"), "ts": ts}}
+            message = self._post_message(params, ts)
+            return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
+        if method == "conversations.history":
+            return self._history(params)
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": ts}
         if method == "conversations.open":
