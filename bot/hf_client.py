@@ -9,7 +9,15 @@ Endpoints (in Hugging Face's exact JSON shapes):
 
 Optional fields (``ai_summary``, ``ai_keywords``, ``githubRepo``,
 ``githubStars``, ``projectPage``, ``organization``) are often missing or null;
-unknown fields are ignored and a malformed item is skipped, not fatal.
+unknown fields are ignored. A malformed value (a number out of range such as
+``1e400``, a string where a number belongs, a list where text belongs) drops
+that one field; an item without a usable id or title is skipped. Neither ever
+costs the rest of the answer. Authors marked ``"hidden": true`` are left out.
+
+A dated daily request for a day Hugging Face has not opened yet is answered
+with HTTP 400; :meth:`HuggingFaceClient.daily_papers` raises
+:class:`FeedDayNotOpen` for it, which callers treat as "no such day yet",
+never as an outage.
 
 The client retries transport errors, time-outs, 5xx and 429 with exponential
 backoff (honouring ``Retry-After`` and ``RateLimit`` headers), caches answers
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 import re
 import time
@@ -38,7 +47,7 @@ from bot.text import clean_line
 
 log = logging.getLogger(__name__)
 
-_RATE_LIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
+_RATE_LIMIT_RESET = re.compile(r"(?:^|[;,\s])t=([0-9]+)")
 # New-style arXiv ids (2501.01234, 2501.01234v2) and old-style ones (hep-th/9901001).
 _PAPER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{3,40}(?:/[0-9]{7})?(?:v[0-9]+)?")
 CacheKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -46,6 +55,8 @@ CacheKey = tuple[str, tuple[tuple[str, str], ...]]
 MAX_PAPER_ID_LENGTH = 64
 MAX_URL_LENGTH = 500
 MAX_ORGANIZATION_LENGTH = 200
+# Counts are stored in 32-bit integer columns; a larger "count" is not a real one.
+MAX_COUNT = 2**31 - 1
 
 
 class SourceUnavailable(Exception):
@@ -54,6 +65,23 @@ class SourceUnavailable(Exception):
 
 class SourceRefused(SourceUnavailable):
     """Upstream is up but refused this one request (a 4xx other than 429): no reason to call it down."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FeedDayNotOpen(SourceRefused):
+    """``/api/daily_papers?date=D`` answered 400: day D's feed is not open yet (not an outage).
+
+    huggingface_hub's own tests expect ``list_daily_papers`` with a date the Hub
+    refuses to raise ``BadRequestError`` (HTTP 400), not to return an empty list
+    (tests/test_hf_api.py, ``test_list_daily_papers_by_date_invalid_date``).
+    """
+
+    def __init__(self, day: date) -> None:
+        super().__init__(f"the daily feed of {day.isoformat()} is not open yet (HTTP 400)", status=400)
+        self.day = day
 
 
 def _version() -> str:
@@ -82,14 +110,42 @@ def _optional_text(value: Any) -> str | None:
     return text or None
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+def _count(value: Any) -> int | None:
+    """A count (upvotes, stars): a JSON number from 0 to :data:`MAX_COUNT`, else None.
+
+    ``1e400`` parses as infinity, ``NaN`` as not-a-number; booleans, strings,
+    negative and out-of-range numbers are no counts either. A float is cut to
+    its whole part.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
-        return int(value)
-    return None
+        if not math.isfinite(value):
+            return None
+        value = int(value)
+    return value if 0 <= value <= MAX_COUNT else None
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON list, else an empty one (a string is not a list of authors)."""
+    return value if isinstance(value, list) else []
+
+
+def _visible_authors(value: Any) -> tuple[str, ...]:
+    """Author names in order, leaving out authors Hugging Face marks ``"hidden": true``.
+
+    huggingface_hub documents the field on ``PaperAuthor`` ("hidden: Whether the
+    author is hidden on the Hub"), and Hugging Face's MCP server drops such
+    authors too (hf-mcp-server, packages/mcp/src/hf-fs-papers.ts).
+    """
+    names = []
+    for author in _list(value):
+        if not isinstance(author, Mapping) or author.get("hidden") is True:
+            continue
+        name = _text(author.get("name"))
+        if name:
+            names.append(name)
+    return tuple(names)
 
 
 def _organization(value: Any) -> str | None:
@@ -122,11 +178,8 @@ def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Pa
         raise ValueError("item has no id or title")
     if len(paper_id.strip()) > MAX_PAPER_ID_LENGTH:
         raise ValueError("item id is too long to be a paper id")
-    authors = tuple(
-        name for name in (_text(a.get("name")) for a in paper.get("authors") or () if isinstance(a, Mapping)) if name
-    )
-    keywords = tuple(k for k in (_text(k) for k in paper.get("ai_keywords") or () if isinstance(k, str)) if k)
-    upvotes = _int(paper.get("upvotes"))
+    authors = _visible_authors(paper.get("authors"))
+    keywords = tuple(k for k in (_text(k) for k in _list(paper.get("ai_keywords"))) if k)
     return Paper(
         paper_id=paper_id.strip(),
         title=title,
@@ -134,11 +187,11 @@ def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Pa
         authors=authors,
         author_count=len(authors),
         published_at=_parse_datetime(paper.get("publishedAt")) or _parse_datetime(item.get("publishedAt")),
-        upvotes=max(0, upvotes or 0),
+        upvotes=_count(paper.get("upvotes")) or 0,
         ai_summary=_optional_text(paper.get("ai_summary")),
         ai_keywords=keywords,
         github_repo=_url(paper.get("githubRepo")),
-        github_stars=_int(paper.get("githubStars")),
+        github_stars=_count(paper.get("githubStars")),
         project_page=_url(paper.get("projectPage")),
         organization=_organization(paper.get("organization")) or _organization(item.get("organization")),
         feed_date=feed_date,
@@ -171,14 +224,14 @@ def _parse_items(payload: Any, *, feed_date: date | None = None, daily: bool = F
         raise SourceUnavailable("expected a JSON list")
     papers = []
     for item in payload:
-        if _withdrawn(item):
-            log.debug("skipping a withdrawn paper")
-            continue
-        day = feed_date if feed_date is not None or not daily else _daily_date(item)
         try:
+            if _withdrawn(item):
+                log.debug("skipping a withdrawn paper")
+                continue
+            day = feed_date if feed_date is not None or not daily else _daily_date(item)
             papers.append(parse_paper(item, feed_date=day))
-        except (ValueError, TypeError, AttributeError) as exc:
-            log.debug("skipping a malformed paper item: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - one odd item never costs the others
+            log.debug("skipping a malformed paper item: %s: %s", type(exc).__name__, exc)
     return papers
 
 
@@ -260,14 +313,29 @@ class HuggingFaceClient:
 
     # --- public API ---------------------------------------------------------------------
 
-    async def daily_papers(self, *, day: date | None = None, sort: str = "trending", limit: int = 100,
+    async def daily_papers(self, *, day: date | None = None, sort: str = "publishedAt", limit: int = 100,
                            page: int = 0) -> list[Paper]:
-        """One page of the daily feed of ``day`` (latest when None), sorted by ``sort``."""
-        params = {"sort": sort, "limit": str(max(1, min(limit, 100))), "p": str(max(0, page))}
+        """One page of the daily feed of ``day`` (the latest when None), sorted by ``sort``.
+
+        The daily list of one day is ``date=D&sort=publishedAt``, which is what Hugging Face's
+        own clients send: its MCP server lists a dated batch with exactly
+        ``p``, ``limit``, ``date`` and ``sort=publishedAt`` and refuses any other sort for a
+        dated listing, and uses ``sort=trending`` only without a date, for the site-wide
+        trending ranking (hf-mcp-server, packages/mcp/src/hf-fs-papers.ts); huggingface_hub's
+        ``list_daily_papers`` defaults ``sort`` to ``publishedAt``.
+
+        Raises :class:`FeedDayNotOpen` when Hugging Face answers 400 for ``day``.
+        """
+        params = {"p": str(max(0, page)), "limit": str(max(1, min(limit, 100))), "sort": sort}
         if day is not None:
             params["date"] = day.isoformat()
-        papers = await self._get("/api/daily_papers", params, self._daily_cache,
-                                 parse=lambda payload: _parse_items(payload, feed_date=day, daily=True))
+        try:
+            papers = await self._get("/api/daily_papers", params, self._daily_cache,
+                                     parse=lambda payload: _parse_items(payload, feed_date=day, daily=True))
+        except SourceRefused as exc:
+            if day is not None and exc.status == 400:
+                raise FeedDayNotOpen(day) from exc
+            raise
         return list(papers)
 
     async def search(self, query: str, *, limit: int = 50) -> list[Paper]:
@@ -284,7 +352,7 @@ class HuggingFaceClient:
                 return None
             try:
                 return parse_paper(payload)
-            except (ValueError, TypeError, AttributeError) as exc:
+            except (ValueError, TypeError, AttributeError, ArithmeticError) as exc:
                 raise SourceUnavailable(f"malformed paper {arxiv_id}") from exc
 
         return await self._get(f"/api/papers/{arxiv_id}", {}, self._search_cache, parse=parse, missing_ok=True)
@@ -346,7 +414,7 @@ class HuggingFaceClient:
                     last_problem = f"HTTP {status} ({path})"
                     wait = retry_after_seconds(response.headers)
                 elif status >= 400:
-                    raise SourceRefused(f"HTTP {status} ({path})")
+                    raise SourceRefused(f"HTTP {status} ({path})", status=status)
                 else:
                     try:
                         return response.json()

@@ -10,12 +10,13 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from cachetools import TTLCache
 
-from bot.hf_client import SourceRefused, SourceUnavailable
+from bot.hf_client import FeedDayNotOpen, SourceRefused, SourceUnavailable
 from bot.schedule import utcnow
 from bot.models import Paper
 from storage.repositories import PaperStore
@@ -24,12 +25,32 @@ log = logging.getLogger(__name__)
 
 FEED_LOOKBACK_DAYS = 7
 OUTAGE_BACKOFF = timedelta(seconds=60)
+FEED_TIME_ZONE = ZoneInfo("America/New_York")
+NEXT_FEED_DAY_OPENS = time(21, 30)
+
+
+def current_feed_day(now: datetime) -> date:
+    """The latest day of the Hugging Face daily feed that can be open at ``now``.
+
+    The papers site's day is the America/New_York date, and the next day's batch
+    opens at 21:30 New York time: from then on the feed day is tomorrow's date.
+    This is how Hugging Face's own MCP server computes it (``currentDailyFeedDate``
+    in huggingface/hf-mcp-server, packages/mcp/src/hf-fs-papers.ts: the New York
+    date, plus one day once the local time is at least 1290 minutes, 21:30), and
+    it never asks for a later day. Between 00:00 UTC and 21:30 New York time the
+    UTC date is a day ahead of the feed, and Hugging Face answers a request for
+    that day with HTTP 400.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    local = now.astimezone(FEED_TIME_ZONE)
+    return local.date() + timedelta(days=1 if local.time() >= NEXT_FEED_DAY_OPENS else 0)
 
 
 class PaperSource(Protocol):
     """The part of the Hugging Face client the service uses."""
 
-    async def daily_papers(self, *, day: date | None = None, sort: str = "trending", limit: int = 100,
+    async def daily_papers(self, *, day: date | None = None, sort: str = "publishedAt", limit: int = 100,
                            page: int = 0) -> list[Paper]: ...
 
     async def search(self, query: str, *, limit: int = 50) -> list[Paper]: ...
@@ -118,15 +139,30 @@ class PaperService:
                 self._recently_stored[paper.paper_id] = True
         return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
 
+    def feed_day(self) -> date:
+        """The latest feed day that can be open now (see :func:`current_feed_day`)."""
+        return current_feed_day(self._clock())
+
     async def daily(self, day: date | None = None) -> PaperBatch:
-        """The trending feed of ``day`` (default today, UTC), else the latest day that has papers."""
-        today = day or self._clock().date()
+        """The daily list of ``day`` (default: the feed day open now), else the latest earlier day with papers.
+
+        ``day`` is a Hugging Face feed day (:func:`current_feed_day`), never the UTC date. A day
+        Hugging Face answers with 400 is not open yet: it is passed over for the day before,
+        without any outage back-off or stored-copy notice. The list is the day's batch
+        (``date=D&sort=publishedAt``, see :meth:`HuggingFaceClient.daily_papers`); ranking
+        it by upvotes is the caller's.
+        """
+        today = day or self.feed_day()
         try:
             if self._upstream_down():
                 raise SourceUnavailable("recent outage")
             for back in range(FEED_LOOKBACK_DAYS + 1):
                 candidate = today - timedelta(days=back)
-                papers = await self._source.daily_papers(day=candidate, sort="trending", limit=100)
+                try:
+                    papers = await self._source.daily_papers(day=candidate, sort="publishedAt", limit=100)
+                except FeedDayNotOpen:
+                    log.info("the Hugging Face feed of %s is not open yet; using the day before", candidate)
+                    continue
                 if papers:
                     key = f"feed:{candidate.isoformat()}"
                     if key not in self._recently_stored and await self._keep(

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.matching import TopicIndex
 from bot.models import ChannelRef, RankedPaper, Reply, ReplyKind, Section, UserRef
-from bot.papers import Origin
+from bot.papers import Origin, current_feed_day
 from bot.present import present
 from bot.ranking import popularity
 from bot.schedule import utcnow
@@ -408,8 +408,8 @@ class DeliveryPass:
         if self._channel_feed is None and not self._channel_feed_failed:
             self.report.feed_fetches += 1
             try:
-                self._channel_feed = self._real(
-                    await _with_retries(lambda: self.app.papers.daily(self.now.date())))
+                feed_day = current_feed_day(self.now)   # the Hugging Face feed day, never the UTC date
+                self._channel_feed = self._real(await _with_retries(lambda: self.app.papers.daily(feed_day)))
             except Exception as exc:  # noqa: BLE001 - NoPapersAvailable or a bug: retry next pass
                 log.warning("daily feed unavailable for channel posts: %s", exc)
                 self._channel_feed_failed = True
@@ -420,8 +420,9 @@ class DeliveryPass:
         if self._matcher is None and not self._alert_feed_failed:
             self.report.feed_fetches += 1
             try:
+                feed_day = current_feed_day(self.now)
                 batch = self._real(await _with_retries(lambda: self.app.papers.recent(days=ALERT_FEED_DAYS,
-                                                                                      until=self.now.date())))
+                                                                                      until=feed_day)))
                 self._matcher = AlertMatcher(batch, now=self.now)
             except Exception as exc:  # noqa: BLE001
                 log.warning("recent feed unavailable for alerts: %s", exc)

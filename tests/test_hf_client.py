@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bot.hf_client import HuggingFaceClient, SourceRefused, SourceUnavailable, parse_paper, retry_after_seconds
-from tests.fakes.hf_api import FAKE_TODAY, FakeHuggingFace, daily_item, seed_papers
+from tests.fakes.hf_api import FAKE_TODAY, HIDDEN_AUTHOR, FakeHuggingFace, daily_item, seed_papers
 
 FULL = {
     "id": "2502.12345",
@@ -236,7 +236,10 @@ def test_parse_exact_daily_item_shape() -> None:
     item["title"] = "The submitter's  retitled\ncopy"
     paper = parse_paper(item, feed_date=date(2026, 3, 2))
     assert paper.title == raw["title"] and paper.summary == raw["summary"]
-    assert paper.author_count == len(raw["authors"]) and paper.authors[0] == "Author 1"
+    visible = [a for a in raw["authors"] if not a["hidden"]]
+    assert len(visible) < len(raw["authors"])  # the first seed paper has a hidden author
+    assert paper.author_count == len(visible) and paper.authors[0] == "Author 1"
+    assert HIDDEN_AUTHOR not in paper.authors
     assert paper.organization == "Example Lab" and paper.ai_keywords and paper.github_repo
     assert paper.published_at == datetime.fromisoformat(raw["publishedAt"].replace("Z", "+00:00"))
 

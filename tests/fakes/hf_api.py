@@ -4,13 +4,31 @@ It serves the exact JSON shapes of ``/api/daily_papers``, ``/api/papers/search``
 and ``/api/papers/{id}``, records every request, and can be told to answer
 slowly, fail with a status (500, 429 with ``Retry-After``), or send malformed
 JSON. Usable from sync tests, async tests and benchmarks alike.
+
+Like the real service:
+
+- ``/api/daily_papers?date=D`` for a day after the latest open day
+  (:attr:`FakeHuggingFace.latest_day`, by default the latest day it has a feed
+  for) answers **HTTP 400**, not an empty list; an open day without papers (a
+  weekend) answers ``[]``. huggingface_hub's tests expect ``BadRequestError``
+  (HTTP 400) from ``list_daily_papers`` for a date the Hub refuses
+  (tests/test_hf_api.py, ``test_list_daily_papers_by_date_invalid_date``); the
+  body is the ``{"error": "..."}`` JSON object huggingface_hub's
+  ``hf_raise_for_status`` reads the server's message from.
+- Authors may carry ``"hidden": true`` (huggingface_hub's ``PaperAuthor.hidden``);
+  :func:`seed_papers` hides one author of every sixth paper.
+- Numbers are JSON numbers, so ``1e400`` (which Python reads as infinity) or a
+  20-digit integer are valid JSON; :class:`RawJSON` puts such a literal into an
+  answer verbatim.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import deque
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,6 +38,30 @@ from bot.sample import sample_records
 from tests.fakes.loopback import serve_on_loopback
 
 FAKE_TODAY = date(2026, 11, 20)
+HIDDEN_AUTHOR = "Hidden Author"
+
+
+@dataclass(frozen=True)
+class RawJSON:
+    """A JSON literal served verbatim, e.g. ``RawJSON("1e400")``: valid JSON that ``json.dumps`` cannot write."""
+
+    text: str
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps`` that writes every :class:`RawJSON` as its literal text."""
+    literals: list[str] = []
+
+    def placeholder(obj: Any) -> Any:
+        if isinstance(obj, RawJSON):
+            literals.append(obj.text)
+            return f"\u0000raw{len(literals) - 1}\u0000"
+        raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+    text = json.dumps(value, default=placeholder)
+    for index, literal in enumerate(literals):
+        text = text.replace(json.dumps(f"\u0000raw{index}\u0000"), literal)
+    return text
 
 
 def _iso(day: date) -> str:
@@ -31,7 +73,8 @@ def seed_papers() -> list[dict[str, Any]]:
 
     Every fourth paper has an AI summary and keywords, every fifth a GitHub repo
     with stars, every seventh a project page and an organization; the rest leave
-    those fields out, as the real API often does.
+    those fields out, as the real API often does. Every sixth paper lists one more
+    author, :data:`HIDDEN_AUTHOR`, marked ``"hidden": true``.
     """
     papers = []
     for index, record in enumerate(sample_records()):
@@ -53,6 +96,8 @@ def seed_papers() -> list[dict[str, Any]]:
         if index % 5 == 0:
             paper["githubRepo"] = f"https://github.com/example/repo{index}"
             paper["githubStars"] = index * 7
+        if index % 6 == 0:
+            paper["authors"].insert(1, {"_id": f"h{index}", "name": HIDDEN_AUTHOR, "hidden": True})
         if index % 7 == 0:
             paper["projectPage"] = f"https://project{index}.example.org"
             paper["organization"] = {"_id": "o1", "name": "example-lab", "fullname": "Example Lab"}
@@ -75,21 +120,21 @@ def daily_item(paper: dict[str, Any], day: date) -> dict[str, Any]:
     item: dict[str, Any] = {
         "paper": nested,
         "publishedAt": _iso(day),
-        "title": paper["title"],
+        "title": paper.get("title"),
         "summary": paper.get("summary", ""),
-        "thumbnail": f"https://cdn.example/thumbs/{paper['id']}.png",
+        "thumbnail": f"https://cdn.example/thumbs/{paper.get('id')}.png",
         "mediaUrls": [],
         "numComments": 2,
         "submittedBy": submitter,
         "isAuthorParticipating": False,
     }
-    if paper.get("organization"):
+    if isinstance(paper.get("organization"), dict):
         item["organization"] = {**paper["organization"], "avatar": "https://cdn.example/org.png"}
     return item
 
 
 def search_item(paper: dict[str, Any]) -> dict[str, Any]:
-    return {"paper": paper, "title": paper["title"], "summary": paper.get("summary", ""),
+    return {"paper": paper, "title": paper.get("title"), "summary": paper.get("summary", ""),
             "publishedAt": paper.get("publishedAt"), "numComments": 0}
 
 
@@ -111,6 +156,8 @@ class FakeHuggingFace:
                  daily: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.papers = papers if papers is not None else seed_papers()
         self.daily = daily if daily is not None else default_daily(self.papers)
+        # The latest feed day that is open; None: the latest day in ``daily`` (else FAKE_TODAY).
+        self.latest_day: date | None = None
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.delay = 0.0
         # With ``hold_until`` = N, every request waits until N requests are waiting at once: a
@@ -134,6 +181,16 @@ class FakeHuggingFace:
         with self._lock:
             for _ in range(times):
                 self._failures.append((status, headers or {}, body))
+
+    def open_until(self) -> date:
+        """The latest day whose feed is open: later dates are answered with 400."""
+        if self.latest_day is not None:
+            return self.latest_day
+        return max((date.fromisoformat(day) for day in self.daily), default=FAKE_TODAY)
+
+    def dates_asked(self) -> list[str]:
+        """The ``date`` of every daily-papers request, in order."""
+        return [query.get("date", "") for path, query in list(self.requests) if path == "/api/daily_papers"]
 
     def count(self, path_suffix: str) -> int:
         """How many requests hit a path ending with ``path_suffix``."""
@@ -203,15 +260,18 @@ class FakeHuggingFace:
         try:
             limit = min(100, max(1, int(request.query.get("limit", "50"))))
             page = max(0, int(request.query.get("p", "0")))
-            day = request.query.get("date") or (max(self.daily) if self.daily else "")
-            day_value = date.fromisoformat(day) if day else FAKE_TODAY
+            asked = request.query.get("date")
+            day_value = date.fromisoformat(asked) if asked else self.open_until()
         except ValueError:
             return web.json_response({"error": "Invalid query parameters"}, status=400)
-        papers = list(self.daily.get(day, []))
+        if day_value > self.open_until():
+            return web.json_response({"error": f"Invalid date: no daily papers for {day_value.isoformat()} yet"},
+                                     status=400)
+        papers = list(self.daily.get(day_value.isoformat(), []))
         if request.query.get("sort", "publishedAt") == "trending":
-            papers.sort(key=lambda p: -p.get("upvotes", 0))
+            papers.sort(key=lambda p: -_number(p.get("upvotes")))
         chosen = papers[page * limit:(page + 1) * limit]
-        return web.json_response([daily_item(p, day_value) for p in chosen])
+        return web.json_response([daily_item(p, day_value) for p in chosen], dumps=dumps)
 
     async def _search(self, request: web.Request) -> web.Response:
         if (failure := await self._prelude(request)) is not None:
@@ -223,21 +283,26 @@ class FakeHuggingFace:
             return web.json_response({"error": "Invalid query parameters"}, status=400)
         scored = []
         for paper in self.papers:
-            text = f"{paper['title']} {paper.get('summary', '')}".casefold()
+            text = f"{paper.get('title')} {paper.get('summary', '')}".casefold()
             hits = sum(1 for w in words if w in text)
             if hits:
                 scored.append((hits, paper.get("upvotes", 0), paper))
-        scored.sort(key=lambda t: (-t[0], -t[1]))
-        return web.json_response([search_item(p) for _, _, p in scored[:limit]])
+        scored.sort(key=lambda t: (-t[0], -_number(t[1])))
+        return web.json_response([search_item(p) for _, _, p in scored[:limit]], dumps=dumps)
 
     async def _paper(self, request: web.Request) -> web.Response:
         if (failure := await self._prelude(request)) is not None:
             return failure
         wanted = request.match_info["paper_id"]
         for paper in self.papers:
-            if paper["id"] == wanted:
-                return web.json_response(paper)
+            if paper.get("id") == wanted:
+                return web.json_response(paper, dumps=dumps)
         return web.json_response({"error": "Paper not found"}, status=404)
+
+
+def _number(value: Any) -> float:
+    """A sort key for a JSON number that may be odd (a literal, a string, missing)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def main() -> None:
