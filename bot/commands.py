@@ -52,8 +52,12 @@ class CommandArgs:
 
 
 def parse_top_n(text: str) -> int:
-    """How many papers a channel post lists: a whole number from 1 to :data:`MAX_CHANNEL_TOP_N`."""
-    if not text.isdigit() or not 1 <= int(text) <= MAX_CHANNEL_TOP_N:
+    """How many papers a channel post lists: a whole number from 1 to :data:`MAX_CHANNEL_TOP_N`.
+
+    Only ASCII digits make a number: ``str.isdigit`` also accepts ``²`` and ``①``, which ``int``
+    then refuses, and ``int`` reads ``٣`` as 3, which nobody types as a count.
+    """
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_CHANNEL_TOP_N:
         raise InputError(f"`top` takes a number from 1 to {MAX_CHANNEL_TOP_N}, for example `top 5`.")
     return int(text)
 
@@ -133,7 +137,8 @@ def parse_command(text: str, *, max_topic_length: int = 200) -> CommandArgs:
     else:
         name, topic_text = SEARCH, line
     try:
-        topic = normalize_topic(topic_text, max_length=max_topic_length)
+        # Removing must work for any stored topic, even one from before unmatchable topics were refused.
+        topic = normalize_topic(topic_text, max_length=max_topic_length, matchable=name != UNSUBSCRIBE)
     except InputError as exc:
         return CommandArgs(HELP, problem=str(exc))
     return CommandArgs(name, topic=topic)

@@ -20,7 +20,7 @@ from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
 from bot.schedule import format_time, next_occurrence, utcnow
 from bot.settings import Settings
-from bot.text import InputError
+from bot.text import InputError, unmatchable_topic_reason
 from storage.repositories import ChannelSetting, Storage, TopicChange
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,13 @@ class Paperboy:
         return parse_command(text, max_topic_length=self.settings.max_topic_length)
 
     async def handle(self, ctx: CommandContext, text: str) -> Reply:
-        """Answer one ``/papers`` command; never raises."""
-        return await self.dispatch(ctx, self.parse(text))
+        """Answer one ``/papers`` command; never raises (parsing included)."""
+        try:
+            args = self.parse(text)
+        except Exception:  # noqa: BLE001 - a parser bug must still get the person an answer
+            log.exception("parsing a command failed")
+            return await self._help(ctx, CommandArgs(cmd.HELP, problem="I could not read that command."))
+        return await self.dispatch(ctx, args)
 
     async def dispatch(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         """Run a parsed command (adapters with structured commands call this directly)."""
@@ -108,6 +113,9 @@ class Paperboy:
     async def search_reply(self, topic: str, *, limit: int | None = None) -> Reply:
         """The ranked papers on ``topic`` (a normalized topic)."""
         limit = limit or self.settings.search_results
+        problem = unmatchable_topic_reason(topic)
+        if problem:   # a topic that reached the core without the parser (e.g. a button's stored value)
+            return Reply(kind=ReplyKind.ERROR, title="That did not work", lines=(problem,))
         batch = await self.papers.search(topic)
         ranked = rank_for_topic(topic, batch.papers, now=self.clock())
         shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
@@ -157,6 +165,9 @@ class Paperboy:
 
     async def _subscribe(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         assert args.topic is not None
+        problem = unmatchable_topic_reason(args.topic)
+        if problem:
+            raise InputError(problem)
         limit = self.settings.max_topics_per_user
         change, count = await self.storage.topics.add(ctx.user, args.topic, limit=limit)
         if change is TopicChange.LIMIT:

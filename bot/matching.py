@@ -69,6 +69,16 @@ def words(text: str) -> list[str]:
     return found
 
 
+def meaningful_words(text: str) -> tuple[str, ...]:
+    """The words of a topic that can single out a paper: no stop words, first occurrence only.
+
+    Empty for a topic of stop words only (``the of and``), punctuation only or invisible
+    characters only: no paper could match such a topic for what it is about, so it is refused
+    (:func:`bot.text.unmatchable_topic_reason`).
+    """
+    return tuple(dict.fromkeys(w for w in words(text) if "-" not in w and w not in STOPWORDS))
+
+
 def content_terms(text: str) -> tuple[tuple[str, str], ...]:
     """(word, stem) pairs of the meaningful words of a topic, first occurrence only."""
     seen: set[str] = set()

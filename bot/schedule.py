@@ -9,7 +9,8 @@ from functools import lru_cache
 
 from bot.text import InputError
 
-_TIME = re.compile(r"^(\d{1,2})(?::?(\d{2}))?\s*(am|pm)?$", re.IGNORECASE)
+# ASCII digits only: "\d" would also take "٣" or "৩", which nobody means as a time.
+_TIME = re.compile(r"^([0-9]{1,2})(?::?([0-9]{2}))?\s*(am|pm)?$", re.IGNORECASE)
 
 
 def parse_time_of_day(text: str) -> time:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from bot.matching import STOPWORDS, meaningful_words, words
+
 # Control (Cc), format (Cf), surrogate (Cs) and private-use (Co) characters, except tab, newline,
 # carriage return and ZWNJ/ZWJ (which carry meaning in Persian and in emoji sequences).
 # tests/test_text.py checks this class against unicodedata for every code point.
@@ -16,6 +18,11 @@ _INVISIBLE = re.compile(
 )
 # The same class restricted to ASCII, as a str.translate table (deletes each listed character).
 _ASCII_INVISIBLE = {code: None for code in range(128) if _INVISIBLE.match(chr(code))}
+# Letters and symbols that print as nothing (Hangul fillers, the blank Braille pattern, Khmer
+# inherent vowels, the null notehead): in a topic they are spacing, not words.
+_BLANKS = re.compile("[\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0\U0001d159]")
+# What shows no glyph of its own: controls, formats (joiners), separators, lone combining marks.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _QUOTES = "\"'“”‘’«»`"
 
@@ -41,19 +48,51 @@ def clean_line(text: str) -> str:
     return " ".join(strip_controls(text).split())
 
 
-def normalize_topic(raw: str, *, max_length: int = 200) -> str:
+def normalize_topic(raw: str, *, max_length: int = 200, matchable: bool = True) -> str:
     """The canonical form of a topic: NFKC, no controls, folded case and spaces.
 
     "Diffusion  Models" and "diffusion models" normalize to the same string.
-    Raises :class:`InputError` for an empty or over-long topic.
+    Raises :class:`InputError` for an empty or over-long topic and, unless ``matchable`` is
+    False, for a topic no paper could ever match (:func:`unmatchable_topic_reason`). Removing
+    a topic passes ``matchable=False``, so a topic stored before this rule can still be removed.
     """
-    text = clean_line(unicodedata.normalize("NFKC", raw)).strip(_QUOTES).strip()
+    text = clean_line(_BLANKS.sub(" ", unicodedata.normalize("NFKC", raw))).strip(_QUOTES).strip()
     text = text.casefold()
     if not text:
+        if raw and not raw.isspace():
+            raise InputError("That topic is only invisible characters (blank, joining or formatting "
+                             "characters), so no paper could ever match it. Give a topic in words, "
+                             "for example `generalization`.")
         raise InputError("Give a topic, for example `generalization` or `diffusion models`.")
     if len(text) > max_length:
         raise InputError(f"That topic is {len(text):,} characters long; the limit is {max_length}.")
+    if matchable:
+        problem = unmatchable_topic_reason(text)
+        if problem:
+            raise InputError(problem)
     return text
+
+
+def unmatchable_topic_reason(topic: str) -> str | None:
+    """Why no paper could ever match ``topic`` (a normalized topic), or None when one can.
+
+    A topic must show something (not only joiners, blanks or lone combining marks), contain a
+    letter or digit (not only punctuation or symbols), and have a word besides stop words
+    (``the of and`` would otherwise match every paper).
+    """
+    if all(unicodedata.category(ch) in _INVISIBLE_CATEGORIES or _BLANKS.match(ch) for ch in topic):
+        return ("That topic is only invisible characters (blank, joining or formatting characters), "
+                "so no paper could ever match it. Give a topic in words, for example `generalization`.")
+    found = words(topic)
+    if not found:
+        return ("That topic has no letters or digits, only punctuation or symbols, so no paper could ever "
+                "match it. Give a topic in words, for example `generalization`.")
+    if not meaningful_words(topic):
+        common = ", ".join(f"“{w}”" for w in list(dict.fromkeys(w for w in found if w in STOPWORDS))[:5])
+        return (f"That topic has only common words ({common}) that every paper contains, so it cannot pick "
+                "out papers on a subject. Add a word that says what the papers are about, "
+                "for example `generalization`.")
+    return None
 
 
 def first_sentence(text: str, *, limit: int = 300) -> str:

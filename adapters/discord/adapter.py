@@ -100,10 +100,9 @@ def shard_options(value: str) -> tuple[bool, int | None]:
     text = value.strip().lower()
     if text == "auto":
         return True, None
-    try:
-        count = int(text)
-    except ValueError:
-        raise ValueError(f"DISCORD_SHARDS must be 'auto' or a number, not {value!r}") from None
+    if not (text.isascii() and text.isdigit()):   # "٣" is no shard count, though int() reads it
+        raise ValueError(f"DISCORD_SHARDS must be 'auto' or a number, not {value!r}")
+    count = int(text)
     if count < 1:
         raise ValueError("DISCORD_SHARDS must be at least 1")
     return count > 1, count if count > 1 else None
@@ -279,7 +278,7 @@ class DiscordAdapter:
 
 
 def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _logged(error: SendError, action: str, target: object) -> SendError:

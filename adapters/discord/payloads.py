@@ -87,7 +87,8 @@ def command_args(data: Mapping[str, Any], *, max_topic_length: int = 200) -> Com
     try:
         if name in TOPIC_COMMANDS:
             return CommandArgs(name, topic=normalize_topic(str(values.get("topic") or ""),
-                                                           max_length=max_topic_length))
+                                                           max_length=max_topic_length,
+                                                           matchable=name != cmd.UNSUBSCRIBE))
         if name in (cmd.CHANNEL_ON, cmd.ALERTS_ON):
             raw_time, raw_zone = values.get("time"), values.get("timezone")
             at = parse_time_of_day(str(raw_time)) if raw_time else None

@@ -506,7 +506,8 @@ class SlackAdapter:
 
     def _topic_args(self, name: str, raw: str) -> CommandArgs:
         try:
-            return CommandArgs(name, topic=normalize_topic(raw, max_length=self._settings.max_topic_length))
+            return CommandArgs(name, topic=normalize_topic(raw, max_length=self._settings.max_topic_length,
+                                                           matchable=name != cmd.UNSUBSCRIBE))
         except InputError as exc:
             return CommandArgs(cmd.HELP, problem=str(exc))
 
