@@ -11,7 +11,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --chown=paperboy:paperboy . /app
 USER paperboy
-RUN make install PYTHON=python3.11
+RUN make install PYTHON=python3.11 && mkdir -p data
 
 ENV PORT=3000
 EXPOSE 3000
