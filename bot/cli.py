@@ -23,7 +23,7 @@ from bot.settings import Settings
 
 log = logging.getLogger("paperboy")
 
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_REJECTED, EXIT_UNHEALTHY = 0, 1, 2, 3, 4
 STOP_BUDGET_SECONDS = 8.0   # SIGTERM to exit within 10 s, whatever is connecting or delivering
 
 
@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     deliver = sub.add_parser("deliver", help="run one delivery pass of everything due, then exit")
     deliver.add_argument("--now", action="store_true", required=True, help="deliver what is due now")
     deliver.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    sub.add_parser("status", help="what an operator checks first: connections of the running process (asked "
+                                  "on PORT), database, last delivery, due/failed/paused counts")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations")
@@ -135,10 +137,13 @@ async def _run(app: App) -> int:
 
     Signal handlers come first, so SIGTERM/Ctrl-C work in every state. Each connection (Slack,
     Discord, the scheduler) starts on its own: one platform down never holds up the others.
-    Returns 0 when stopped, 3 when every platform stopped because its token was rejected.
+    ``/healthz`` and ``/metrics`` are served on ``PORT`` (with Slack's endpoints in HTTP mode).
+    Returns 0 when stopped, 3 when every platform stopped because its token was rejected, 1
+    when the port cannot be bound.
     """
     from adapters.base import connections_of
     from bot.supervision import Supervisor
+    from bot.web import OpsServer
     from scheduler.clock import DeliveryScheduler, SchedulerConnection
 
     stop = _stop_on_signals()
@@ -161,7 +166,24 @@ async def _run(app: App) -> int:
         log.info("no Slack or Discord tokens configured: starting the terminal console")
         console = ConsoleAdapter(app.core)
         app.adapters.add(console)
-    supervisor.add(SchedulerConnection(DeliveryScheduler(app)))   # added last: stopped first
+    scheduler = DeliveryScheduler(app)
+    supervisor.add(SchedulerConnection(scheduler))   # added last: stopped first, while platforms can still send
+
+    # The console is a local session: its health endpoint listens on loopback only.
+    server = OpsServer(supervisor, host="127.0.0.1" if console is not None else "0.0.0.0", port=app.settings.port,
+                       details=lambda: {"delivery": scheduler_details(scheduler)})
+    for adapter in adapters:
+        if hasattr(adapter, "add_routes"):
+            adapter.add_routes(server.application)
+    try:
+        await server.start()
+    except OSError as exc:
+        if console is None:
+            await app.close()
+            print(f"paperboy: cannot listen on port {app.settings.port}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        log.error("health endpoint not served: cannot listen on port %s (%s)", app.settings.port,
+                  exc.strerror or exc)
 
     def all_platforms_rejected(sup: Supervisor) -> bool:
         return bool(platform_connections) and all(sup.status(name).rejected_setting for name in platform_connections)
@@ -182,6 +204,7 @@ async def _run(app: App) -> int:
             log.warning("connections still stopping after %ss; exiting anyway", STOP_BUDGET_SECONDS)
         supervising.cancel()
         await asyncio.gather(supervising, return_exceptions=True)
+        await server.stop()
         for adapter in app.adapters:
             with contextlib.suppress(Exception):
                 await adapter.stop()
@@ -189,6 +212,16 @@ async def _run(app: App) -> int:
     if all_platforms_rejected(supervisor) and not stop.is_set():
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def scheduler_details(scheduler: Any) -> dict[str, Any]:
+    """The delivery clock as ``/healthz`` reports it: passes run and the last one's counts."""
+    report = scheduler.last_report
+    details: dict[str, Any] = {"passes": scheduler.passes, "poll_seconds": scheduler.poll_seconds}
+    if report is not None:
+        details["last_pass"] = {"at": report.started_at.isoformat(timespec="seconds"), "sent": report.sent,
+                                "failed": report.failed, "paused": report.paused, "skipped": report.skipped}
+    return details
 
 
 async def _deliver(app: App, dry_run: bool) -> int:
@@ -214,12 +247,98 @@ async def _deliver(app: App, dry_run: bool) -> int:
         await app.close()
 
 
+def _when(value: Any) -> str:
+    """An ISO instant (or datetime) as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    from datetime import datetime, timezone
+
+    if value is None:
+        return "never"
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def _running_health(port: int) -> tuple[int, dict[str, Any]] | None:
+    """The running process's ``/healthz`` on this host's ``port``, or None when nothing answers it."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            response = await client.get(f"http://127.0.0.1:{port}/healthz")
+        return response.status_code, response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _configured_adapters(settings: Settings) -> list[str]:
+    names = []
+    if settings.slack_enabled:
+        mode = "Socket Mode" if settings.slack_app_token else "HTTP mode"
+        if settings.slack_client_id and settings.slack_client_secret:
+            mode += ", multi-workspace"
+        names.append(f"slack ({mode})")
+    if settings.discord_enabled:
+        names.append("discord")
+    return names or ["console (no platform tokens set)"]
+
+
+async def _status(settings: Settings) -> int:
+    """``paperboy status``: the running process's connections (its ``/healthz`` on ``PORT``), then the
+    database's own view. Exit 0 all well, 1 database unusable, 4 no process answering or something down."""
+    from bot.schedule import utcnow
+    from storage.overview import delivery_overview
+    from storage.repositories import Storage
+
+    out: list[str] = [f"adapters configured: {', '.join(_configured_adapters(settings))}"]
+    healthy = True
+    health = await _running_health(settings.port)
+    if health is None:
+        healthy = False
+        out.append(f"running process: none answering on port {settings.port} (GET /healthz)")
+    else:
+        code, body = health
+        healthy = code == 200 and bool(body.get("ok"))
+        down = body.get("down") or []
+        out.append(f"running process (port {settings.port}): " + ("healthy" if healthy else f"DOWN: {', '.join(down)}"))
+        for name, state in (body.get("connections") or {}).items():
+            line = f"  {name:<10} {state.get('state')} since {_when(state.get('since'))}"
+            if state.get("rejected_setting"):
+                line += f": {state['rejected_setting']} was rejected, fix it and restart"
+            elif state.get("last_error"):
+                line += f" (last error: {state['last_error']})"
+            if state.get("retry_at"):
+                line += f", next try {_when(state['retry_at'])}"
+            out.append(line)
+        last_pass = (body.get("delivery") or {}).get("last_pass")
+        if last_pass:
+            out.append(f"last delivery pass: {_when(last_pass['at'])}: sent {last_pass['sent']}, "
+                       f"failed {last_pass['failed']}, paused {last_pass['paused']}")
+    storage = Storage.connect(settings.database_url, migrate=False)
+    try:
+        now = utcnow()
+        overview = await delivery_overview(storage.db, now=now)
+    finally:
+        await storage.close()
+    out.append(f"database: {_safe_url(settings.database_url)}: ok")
+    out.append(f"last delivery sent: {_when(overview.last_sent_at)}; last claim: {_when(overview.last_claimed_at)}")
+    out.append(f"due now: {overview.due_channels} channel posts, {overview.due_alerts} alerts; "
+               f"claims in progress: {overview.claimed}")
+    out.append(f"failed in the last 24 h: {overview.failed_recently}")
+    out.append(f"paused: {overview.paused_channels} channel posts, {overview.paused_alerts} people's alerts")
+    print("\n".join(out))
+    return EXIT_OK if healthy else EXIT_UNHEALTHY
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is reported as such
+        return "DATABASE_URL"
+
+
 def _database_problem(settings: Settings, exc: Exception) -> str:
     """One line on why the database cannot be used, with any password in the URL hidden."""
-    try:
-        where = make_url(settings.database_url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is reported as such
-        where = "DATABASE_URL"
+    where = _safe_url(settings.database_url)
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"paperboy: cannot use the database {where}: {reason}"
 
@@ -237,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Log lines would break into the console's prompt, and answers on stdout already say what went
     # wrong: at the default level the console logs errors only, one-shot commands warnings too.
     interactive = args.command == "console" or console_run
-    quiet = args.command in ("ask", "preview", "deliver")
+    quiet = args.command in ("ask", "preview", "deliver", "status")
     level = "ERROR" if interactive else "WARNING" if quiet else settings.log_level
     configure_logging(level if settings.log_level.upper() == "INFO" else settings.log_level,
                       settings.secrets())
@@ -253,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "status":
+        return asyncio.run(_status(settings))
     if args.command == "db":
         from storage.db import upgrade_database
 

@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from bot.supervision import Backoff, ConnectionState, CredentialsRejected, Supervisor
 from tests.fakes.slack_api import FakeSlackApi
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.run_process import closed_port, paperboy_run  # noqa: F401 - paperboy_run is a fixture
 
 
 class Scripted:
@@ -154,84 +149,6 @@ def test_backoff_doubles_up_to_its_cap_with_jitter() -> None:
 
 
 # --- paperboy run as a process ----------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "PAPERBOY_", "DATABASE_"))}
-    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}", PORT="0",
-               PAPERBOY_HF_URL=f"http://127.0.0.1:{closed_port()}", PAPERBOY_HF_RETRIES="0")
-    env.update(extra)
-    return env
-
-
-class Process:
-    """``paperboy run`` in a child process, its stderr collected line by line."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._reader = asyncio.create_task(self._read())
-        self._grew = asyncio.Event()
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-            self._grew.set()
-
-    async def wait_for_line(self, predicate: Callable[[list[str]], bool], timeout: float = 60) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate(self.lines):
-                if self.process.returncode is not None and self._reader.done():
-                    raise AssertionError("process ended:\n" + "\n".join(self.lines))
-                self._grew.clear()
-                try:
-                    async with asyncio.timeout(0.5):
-                        await self._grew.wait()
-                except TimeoutError:
-                    pass
-
-    async def terminate(self) -> tuple[int, float]:
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.process.wait(), 30)
-        elapsed = time.monotonic() - started
-        await self._reader
-        return code, elapsed
-
-
-async def start_run(env: dict[str, str], cwd: Path) -> AsyncIterator[Process]:
-    raw = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", "run", cwd=cwd, env=env,
-                                               stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                               stderr=asyncio.subprocess.PIPE)
-    process = Process(raw)
-    try:
-        yield process
-    finally:
-        if raw.returncode is None:
-            raw.kill()
-            await raw.wait()
-
-
-@pytest.fixture
-async def paperboy_run(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
-    started: list[AsyncIterator[Process]] = []
-
-    async def start(**extra: str) -> Process:
-        generator = start_run(run_env(tmp_path, **extra), tmp_path)
-        started.append(generator)
-        return await generator.__anext__()
-
-    yield start
-    for generator in started:
-        await generator.aclose()
 
 
 def retry_lines(lines: list[str]) -> list[str]:
