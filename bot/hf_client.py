@@ -317,12 +317,13 @@ class HuggingFaceClient:
                            page: int = 0) -> list[Paper]:
         """One page of the daily feed of ``day`` (the latest when None), sorted by ``sort``.
 
-        The daily list of one day is ``date=D&sort=publishedAt``, which is what Hugging Face's
-        own clients send: its MCP server lists a dated batch with exactly
-        ``p``, ``limit``, ``date`` and ``sort=publishedAt`` and refuses any other sort for a
-        dated listing, and uses ``sort=trending`` only without a date, for the site-wide
-        trending ranking (hf-mcp-server, packages/mcp/src/hf-fs-papers.ts); huggingface_hub's
-        ``list_daily_papers`` defaults ``sort`` to ``publishedAt``.
+        The daily list of one day is ``date=D&sort=publishedAt``, as Hugging Face's own MCP
+        server requests a dated batch (exactly ``p``, ``limit``, ``date`` and
+        ``sort=publishedAt``; it refuses any other sort on a dated listing and sends
+        ``sort=trending`` only without a date, for the global trending ranking:
+        hf-mcp-server, packages/mcp/src/hf-fs-papers.ts); huggingface_hub's
+        ``list_daily_papers`` documents ``publishedAt`` as the default sort. What ``date`` with
+        ``sort=trending`` returns is documented nowhere, so Paperboy never sends it.
 
         Raises :class:`FeedDayNotOpen` when Hugging Face answers 400 for ``day``.
         """
