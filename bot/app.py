@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from adapters.base import AdapterRegistry
 from bot.core import Paperboy
 from bot.hf_client import HuggingFaceClient
+from bot.metrics import Metrics
 from bot.papers import PaperService
 from bot.sample import load_sample
 from bot.settings import Settings
@@ -31,6 +32,7 @@ class App:
     papers: PaperService
     core: Paperboy
     adapters: AdapterRegistry = field(default_factory=AdapterRegistry)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.hf.aclose()
@@ -40,6 +42,7 @@ class App:
 def build_app(settings: Settings, *, migrate: bool = True) -> App:
     """Open storage (migrating it), the Hugging Face client and the core (blocking: run before the loop)."""
     storage = Storage.connect(settings.database_url, migrate=migrate)
+    metrics = Metrics()
     hf = HuggingFaceClient(
         settings.hf_url,
         timeout=settings.hf_timeout_seconds,
@@ -47,7 +50,8 @@ def build_app(settings: Settings, *, migrate: bool = True) -> App:
         daily_ttl=settings.daily_cache_seconds,
         search_ttl=settings.search_cache_seconds,
         token=settings.hf_token.get_secret_value() if settings.hf_token else None,
+        metrics=metrics,
     )
     papers = PaperService(hf, storage.papers, sample=load_sample if settings.offline_sample else None)
-    core = Paperboy(settings, storage, papers)
-    return App(settings=settings, storage=storage, hf=hf, papers=papers, core=core)
+    core = Paperboy(settings, storage, papers, metrics=metrics)
+    return App(settings=settings, storage=storage, hf=hf, papers=papers, core=core, metrics=metrics)

@@ -170,8 +170,9 @@ async def _run(app: App) -> int:
     supervisor.add(SchedulerConnection(scheduler))   # added last: stopped first, while platforms can still send
 
     # The console is a local session: its health endpoint listens on loopback only.
+    app.metrics.watch(supervisor)
     server = OpsServer(supervisor, host="127.0.0.1" if console is not None else "0.0.0.0", port=app.settings.port,
-                       details=lambda: {"delivery": scheduler_details(scheduler)})
+                       metrics=app.metrics.exposition, details=lambda: {"delivery": scheduler_details(scheduler)})
     for adapter in adapters:
         if hasattr(adapter, "add_routes"):
             adapter.add_routes(server.application)

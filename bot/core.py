@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, time
+from time import perf_counter
 
 from bot import commands as cmd
 from bot.commands import HELP_LINES, CommandArgs, parse_command
+from bot.metrics import Metrics
 from bot.models import CommandContext, Reply, ReplyKind, Section
 from bot.papers import NoPapersAvailable, PaperBatch, PaperService
 from bot.present import present
@@ -55,7 +57,8 @@ class Paperboy:
     """Answers commands against storage and the paper source."""
 
     def __init__(self, settings: Settings, storage: Storage, papers: PaperService, *,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
         self.settings = settings
         self.storage = storage
         self.papers = papers
@@ -87,7 +90,15 @@ class Paperboy:
         return await self.dispatch(ctx, args)
 
     async def dispatch(self, ctx: CommandContext, args: CommandArgs) -> Reply:
-        """Run a parsed command (adapters with structured commands call this directly)."""
+        """Run a parsed command (adapters with structured commands call this directly); timed in the metrics."""
+        started = perf_counter()
+        try:
+            return await self._answer(ctx, args)
+        finally:
+            if self.metrics is not None:
+                self.metrics.command_answered(ctx.user.platform, args.name, perf_counter() - started)
+
+    async def _answer(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         handler = self.router.get(args.name)
         if handler is None:
             return await self._help(ctx, CommandArgs(cmd.HELP, problem=f"Unknown command {args.name!r}."))

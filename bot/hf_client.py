@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 from cachetools import TTLCache
 
+from bot.metrics import Metrics
 from bot.models import Paper
 from bot.text import clean_line
 
@@ -281,7 +282,7 @@ class HuggingFaceClient:
                  transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 max_backoff: float = 30.0, cache_size: int = 2048) -> None:
+                 max_backoff: float = 30.0, cache_size: int = 2048, metrics: Metrics | None = None) -> None:
         headers = {"User-Agent": f"paperboy/{_version()}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -298,6 +299,7 @@ class HuggingFaceClient:
         self._search_cache: TTLCache[CacheKey, Any] = TTLCache(cache_size, search_ttl, timer=clock)
         self._in_flight: dict[CacheKey, asyncio.Future[Any]] = {}
         self.upstream_calls = 0
+        self._metrics = metrics
 
     async def __aenter__(self) -> HuggingFaceClient:
         return self
@@ -371,9 +373,13 @@ class HuggingFaceClient:
         """
         key: CacheKey = (path, tuple(sorted(params.items())))
         try:
-            return cache[key]
+            value = cache[key]
         except KeyError:
             pass
+        else:
+            if self._metrics is not None:
+                self._metrics.hf_cache_hit(path)
+            return value
         task = self._in_flight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._load(key, path, params, cache, parse, missing_ok))
@@ -393,6 +399,15 @@ class HuggingFaceClient:
         if not task.cancelled():
             task.exception()  # mark retrieved: waiters re-raise it; if all left, nobody must log it
 
+    def _count(self, path: str, failure: str | None = None) -> None:
+        """Metrics: one request to ``path``, or (with ``failure``) how it failed."""
+        if self._metrics is None:
+            return
+        if failure is None:
+            self._metrics.hf_request(path)
+        else:
+            self._metrics.hf_failure(path, failure)
+
     def _backoff(self, attempt: int) -> float:
         return min(self._max_backoff, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)
 
@@ -402,24 +417,30 @@ class HuggingFaceClient:
             wait: float | None = None
             try:
                 self.upstream_calls += 1
+                self._count(path)
                 response = await self._http.get(path, params=params)
             except httpx.TimeoutException:
                 last_problem = f"timed out ({path})"
+                self._count(path, "timeout")
             except httpx.RequestError as exc:   # connection, protocol, decoding, redirect loops
                 last_problem = f"{type(exc).__name__} ({path})"
+                self._count(path, "network")
             else:
                 status = response.status_code
                 if status == 404 and missing_ok:
                     return None
                 if status == 429 or status >= 500:
                     last_problem = f"HTTP {status} ({path})"
+                    self._count(path, "http_429" if status == 429 else "http_5xx")
                     wait = retry_after_seconds(response.headers)
                 elif status >= 400:
+                    self._count(path, "refused")
                     raise SourceRefused(f"HTTP {status} ({path})", status=status)
                 else:
                     try:
                         return response.json()
                     except ValueError as exc:
+                        self._count(path, "malformed")
                         raise SourceUnavailable(f"malformed JSON ({path})") from exc
             if attempt == self._retries:
                 break

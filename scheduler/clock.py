@@ -85,6 +85,10 @@ class DeliveryScheduler:
         try:
             report = await self._run_pass(self.app, now=self.clock(), worker_id=self.worker_id)
             self.last_report = report
+            metrics = getattr(self.app, "metrics", None)
+            if metrics is not None:
+                metrics.delivered(sent=report.sent, failed=report.failed, paused=report.paused,
+                                  skipped=report.skipped)
             if report.sent or report.failed or report.paused:
                 log.info("%s", " ".join(report.lines()))
         except asyncio.CancelledError:

@@ -598,6 +598,8 @@ class DeliveryPass:
 
         result = await self.sender.send(scope, attempt, target=target_id_of(target))
         self.report.rate_limited += result.rate_limited
+        if result.rate_limited and getattr(self.app, "metrics", None) is not None:
+            self.app.metrics.rate_limited(scope[0], result.rate_limited)
         if result.ok:
             if found:
                 self.report.found_delivered += 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -103,9 +104,11 @@ class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
     with ``RATE_LIMITED`` and its ``retry_after`` so the scheduler reschedules it.
     """
 
-    def __init__(self, max_retry_count: int = 1, max_wait_seconds: float = 10.0) -> None:
+    def __init__(self, max_retry_count: int = 1, max_wait_seconds: float = 10.0,
+                 on_wait: Callable[[], None] | None = None) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait_seconds = max_wait_seconds
+        self._on_wait = on_wait
 
     async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
                                response: HttpResponse | None = None, error: Exception | None = None) -> bool:
@@ -113,7 +116,10 @@ class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
             return False
         assert response is not None
         wait = retry_after_seconds(response.headers)
-        return wait is None or wait <= self.max_wait_seconds
+        waits = wait is None or wait <= self.max_wait_seconds
+        if waits and self._on_wait is not None:
+            self._on_wait()
+        return waits
 
 
 class PostSafeConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
@@ -177,7 +183,13 @@ class SlackAdapter:
 
     def _retry_handlers(self) -> list[AsyncRetryHandler]:
         return [PostSafeConnectionErrorRetryHandler(max_retry_count=1),
-                BoundedRateLimitRetryHandler(self._rate_limit_retries, self._max_retry_wait)]
+                BoundedRateLimitRetryHandler(self._rate_limit_retries, self._max_retry_wait,
+                                             on_wait=self._count_rate_limit_wait)]
+
+    def _count_rate_limit_wait(self) -> None:
+        metrics = getattr(self._core, "metrics", None)
+        if metrics is not None:
+            metrics.rate_limited(PLATFORM)
 
     def _new_client(self, token: str | None) -> AsyncWebClient:
         return AsyncWebClient(token=token, base_url=self._settings.slack_api_url, timeout=self._request_timeout,  # type: ignore[arg-type]
