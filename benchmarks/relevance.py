@@ -22,7 +22,10 @@ in ``tests/data/seeds`` (Hugging Face's search order for "generalization",
 the query that fetched the sample). "after+HF" ranks with that order fused in;
 "after" ranks the same candidates without it.
 
-    python benchmarks/relevance.py [--baseline REV] [--per-query]
+``--sweep`` also prints the alert set's macro recall and precision at other
+thresholds (how the alert threshold was chosen).
+
+    python benchmarks/relevance.py [--baseline REV] [--per-query] [--sweep]
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default=BASELINE_REVISION, help="git revision of the 'before' matcher")
     parser.add_argument("--per-query", action="store_true", help="print every query, not only the macro figures")
+    parser.add_argument("--sweep", action="store_true", help="alert recall and precision at other thresholds")
     args = parser.parse_args(argv)
 
     papers = load_sample()
@@ -203,6 +207,17 @@ def main(argv: list[str]) -> int:
             print(f"{q.id} {q.text[:48]:<48} {len(q.relevant):3d} | {cells}")
     print(f"{'':<52}     | {header}")
     print(f"{'macro (' + str(len(queries)) + ' queries)':<52}     | " + " | ".join(fmt(macro(results[n])) for n in systems))
+    if args.sweep:
+        print(f"alert threshold sweep (after; the shipped threshold is {matching.ALERT_THRESHOLD}):")
+        print("threshold  recall  precision  papers-sent")
+        for step in range(6, 17):
+            threshold = step / 20
+            sweep = []
+            for q in queries:
+                alert = {doc.paper.paper_id for doc, _ in matching.TopicIndex(hf_ranked).match(q.text, threshold=threshold)}
+                sweep.append(score(q, Result(ranking=[], alert=alert)))
+            m = macro(sweep)
+            print(f"{threshold:9.2f}  {m.recall:6.2f}  {m.alert_precision:9.2f}  {m.sent:11d}")
     return 0
 
 

@@ -17,7 +17,7 @@ from bot import commands as cmd
 from bot.commands import HELP_LINES, CommandArgs, parse_command
 from bot.metrics import Metrics
 from bot.models import CommandContext, Reply, ReplyKind, Section
-from bot.papers import NoPapersAvailable, PaperBatch, PaperService
+from bot.papers import NoPapersAvailable, Origin, PaperBatch, PaperService
 from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
 from bot.schedule import format_time, next_occurrence, utcnow
@@ -128,7 +128,8 @@ class Paperboy:
         if problem:   # a topic that reached the core without the parser (e.g. a button's stored value)
             return Reply(kind=ReplyKind.ERROR, title="That did not work", lines=(problem,))
         batch = await self.papers.search(topic)
-        ranked = rank_for_topic(topic, batch.papers, now=self.clock())
+        # Live candidates come in Hugging Face's search order, which is evidence of relevance too.
+        ranked = rank_for_topic(topic, batch.papers, now=self.clock(), source_ranked=batch.origin is Origin.LIVE)
         shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
         notices = tuple(n for n in (batch.notice(),) if n)
         if not shown:

@@ -54,7 +54,7 @@ from bot.matching import TopicIndex
 from bot.models import ChannelRef, RankedPaper, Reply, ReplyKind, Section, UserRef
 from bot.papers import Origin, current_feed_day
 from bot.present import present
-from bot.ranking import popularity
+from bot.ranking import rank_matches
 from bot.schedule import utcnow
 from scheduler.fanout import Sender, fan_out
 from storage.deliveries import (
@@ -230,10 +230,7 @@ class AlertMatcher:
         """Papers matching ``topic``, best first, with why they matched (same rules as search)."""
         cached = self._ranked.get(topic)
         if cached is None:
-            ranked = [RankedPaper(paper=doc.paper, score=round(rel.score ** 2 * popularity(doc.paper, now=self.now), 4),
-                                  matched_terms=rel.matched)
-                      for doc, rel in self.index.match(topic)]
-            ranked.sort(key=lambda r: (-r.score, -r.paper.upvotes, r.paper.title))
+            ranked = rank_matches(self.index.match(topic), now=self.now)
             cached = self._ranked[topic] = [present(r, 0) for r in ranked]
             self._ranked_ids[topic] = frozenset(r.paper.paper_id for r in cached)
         return cached

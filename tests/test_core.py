@@ -87,7 +87,7 @@ async def test_search_ranks_presents_and_links(core: Paperboy) -> None:
     assert first.summary_line == "Networks generalize."
     assert [link.label for link in first.links] == ["Paper page", "arXiv", "PDF", "Code ★ 1,234", "Project page"]
     assert first.links[1].url == "https://arxiv.org/abs/2511.00001"
-    assert first.matched_terms == ("generalization (title)",)
+    assert first.matched_terms == ("generalization (title, abstract)", "Hugging Face search: #1")
     assert reply.notices == ()
 
 

@@ -69,7 +69,10 @@ class Running:
 @pytest.fixture
 def hf() -> Any:
     papers = seed_papers()
-    papers[0] = {**papers[0], "title": HOSTILE_TITLE + " " + papers[0]["title"]}
+    # The most upvoted paper (first in trending), made squarely about "generalization" (search ranks by
+    # relevance first), so that both answers have to show the hostile title safely.
+    papers[0] = {**papers[0], "title": HOSTILE_TITLE + " " + papers[0]["title"],
+                 "summary": "We study generalization. " + papers[0]["summary"]}
     with FakeHuggingFace(papers) as fake:
         yield fake
 
