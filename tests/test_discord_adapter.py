@@ -44,6 +44,8 @@ from tests.fakes.hf_api import FakeHuggingFace, seed_papers
 TOKEN = "MTIz.discord-bot-token.NEVER-LOG-ME"
 HOSTILE_TITLE = "@everyone Generalization **now** <@123456789012345678> <@&456789012345678901>"
 EPHEMERAL = 64
+HOSTILE_SUMMARY = ("Generalization [x](http://x.example) read the [arXiv](http://evil.example/abs/1) version "
+                   "||spoiler|| <t:1700000000:R> <#123456789012345678> `code` ~~gone~~")
 
 
 @dataclass
@@ -70,9 +72,10 @@ class Running:
 def hf() -> Any:
     papers = seed_papers()
     # The most upvoted paper (first in trending), made squarely about "generalization" (search ranks by
-    # relevance first), so that both answers have to show the hostile title safely.
+    # relevance first), so that both answers have to show the hostile title and summary safely.
     papers[0] = {**papers[0], "title": HOSTILE_TITLE + " " + papers[0]["title"],
-                 "summary": "We study generalization. " + papers[0]["summary"]}
+                 "summary": "We study generalization. " + HOSTILE_SUMMARY + " " + papers[0]["summary"],
+                 "ai_summary": HOSTILE_SUMMARY}
     with FakeHuggingFace(papers) as fake:
         yield fake
 
@@ -514,3 +517,26 @@ async def test_a_forged_custom_id_goes_through_the_same_normaliser_as_typed_text
     else:
         assert await running.app.storage.topics.topics(UserRef("discord", GUILD_ID, USER_ID)) == [
             "@everyone <@&1> generalization"]
+
+
+async def test_markup_from_papers_and_topics_stays_text_in_embeds_and_in_the_shared_public_message(
+        running: Running) -> None:
+    """A summary's second masked link (discord.utils.escape_markdown escapes only the first) and a shared
+    topic full of links reach Discord as text: the only live links are the bot's own."""
+    from tests.discord_markdown import live_links, live_markup
+
+    topic = "[a](http://a.example) [verify](http://evil.example) generalization"
+    custom_id = f"paperboy:share:{topic}"
+    components = [{"type": 1, "components": [{"type": 2, "style": 2, "label": "Share", "custom_id": custom_id}]}]
+    shared = await running.interact(button_payload(custom_id, message_with(components)), endpoint="followup")
+    assert not (shared.get("flags") or 0) & EPHEMERAL                      # public
+    lead = f"<@{USER_ID}> shared a search:\n"
+    content = shared["content"].removeprefix(lead).replace("**Papers on “", "Papers on “", 1).replace("”**", "”", 1)
+    assert live_markup(content) == [] and "evil.example" in content
+    hostile = [e for e in shared["embeds"] if "evil.example" in e["description"]]
+    assert hostile, "the paper with the hostile summary is among the results"
+    for embed in shared["embeds"]:
+        assert all(url.startswith(("https://huggingface.co/", "https://arxiv.org/", "https://github.com/example/",
+                                   "https://project")) for url in live_links(embed["description"])), embed
+        assert [m for m in live_markup(embed["description"]) if not m.startswith("link ")] == []
+        assert live_markup(embed["title"].split(". ", 1)[1]) == []

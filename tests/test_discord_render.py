@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime, timezone
 
@@ -98,7 +99,8 @@ def test_hostile_title_authors_and_topic_cannot_ping_or_format() -> None:
 
 @pytest.mark.parametrize("text", ["# Heading", "> quote", "- item", "1. numbered", "-# subtext"])
 def test_line_start_markdown_is_neutralised(text: str) -> None:
-    assert escape_text(text).startswith("\\")
+    escaped = escape_text(text)
+    assert escaped.startswith("\\") or escaped.startswith("1\\.")
 
 
 def test_backslashes_cannot_unescape_markdown() -> None:
@@ -255,3 +257,72 @@ def test_check_limits_reports_broken_payloads() -> None:
     problems = check_limits(bad)
     assert {"content over 2000", "more than 10 embeds", "embeds over 6000 characters", "embed title over 256",
             "embed description over 4096", "mentions allowed"} <= set(problems)
+
+
+# --- every markdown construct in outside text -----------------------------------------------------------
+
+MARKUP = {
+    "masked links": "Generalization [x](http://x.example) read the [arXiv](http://evil.example/abs/1) version",
+    "heading": "# Breaking results",
+    "heading 3": "### results",
+    "subtext": "-# small print",
+    "list": "- item",
+    "star list": "* item",
+    "plus list": "+ item",
+    "numbered list": "12. item",
+    "block quote": "> quoted",
+    "multi-line quote": ">>> quoted",
+    "spoiler": "a ||hidden|| b",
+    "code span": "use `rm -rf` now",
+    "code block": "```py\nprint(1)```",
+    "bold": "**bold**",
+    "underline": "__under__",
+    "strike": "~~gone~~",
+    "timestamp": "due <t:1700000000:R>",
+    "user mention": "hi <@123456789012345678> and <@!123456789012345678>",
+    "role mention": "hi <@&456789012345678901>",
+    "channel": "see <#789012345678901234>",
+    "slash command": "run </papers search:1234567890>",
+    "custom emoji": "<:pepe:123456789012345678>",
+    "everyone": "@everyone and @here",
+    "escape of an escape": "\\[x](http://evil.example)",
+}
+
+
+@pytest.mark.parametrize("name", list(MARKUP))
+def test_escape_text_leaves_no_markup_live(name: str) -> None:
+    from tests.discord_markdown import live_markup, unescape
+
+    raw = MARKUP[name]
+    if name != "escape of an escape":      # that one only turns live under an escaper that forgets "\\"
+        assert live_markup(raw), f"the test input must be live markup: {raw!r}"
+    for escaped in (escape_text(raw), escape_text(raw, single_line=False)):
+        assert live_markup(escaped) == [], escaped
+        assert not set("*_~`|[") & set(unescape(escaped)), escaped     # no marker character left bare
+
+
+def test_markup_in_titles_summaries_authors_and_topics_never_renders() -> None:
+    """Every construct at once, in every outside field, in an embed and in the shared (public) copy."""
+    from tests.discord_markdown import live_links, live_markup
+
+    hostile = " ".join(v for v in MARKUP.values())
+    item = present(RankedPaper(dataclasses.replace(paper(1, title="# " + hostile, summary="> " + hostile),
+                                                   authors=("- " + hostile, "1. Ada")),
+                               score=1.0, matched_terms=("[m](http://evil.example)",)), 1)
+    topic = "- [verify](http://evil.example) ||generalization||"
+    for payload in (message_payload(search_reply([item], topic=topic)),
+                    message_payload(search_reply([item], topic=topic), share_button=False,
+                                    lead="<@830000000000000001> shared a search:")):
+        content = payload["content"].removeprefix("<@830000000000000001> shared a search:\n")
+        assert content.startswith("**Papers on “") and "”**" in content         # the bot's own bold title
+        assert live_markup(content.replace("**Papers on “", "Papers on “", 1).replace("”**", "”", 1)) == []
+        [embed] = payload["embeds"]
+        assert embed["title"].startswith("1. ")                             # the bot's own rank
+        assert live_markup(embed["title"].removeprefix("1. ")) == []
+        description = embed["description"]
+        own = ["https://huggingface.co/papers/2501.00001", "https://arxiv.org/abs/2501.00001",
+               "https://arxiv.org/pdf/2501.00001"]
+        assert live_links(description) == own            # only the bot's own links are live
+        assert [m for m in live_markup(description) if not m.startswith("link ")] == []
+        assert "evil.example" in description              # shown, as text
+        assert check_limits(payload) == []

@@ -8,8 +8,8 @@ is what is sent.
 
 Every string in a :class:`~bot.models.Reply` is plain text from outside (paper
 titles, abstracts, author names, topics people typed). Each is escaped with
-:func:`escape_text` (mentions broken with a zero-width space, markdown
-escaped, line-start markers neutralised) before the renderer adds its own
+:func:`escape_text` (mentions broken with a zero-width space, every
+markdown marker escaped, line-start markers neutralised) before the renderer adds its own
 markdown; sends also carry ``allowed_mentions: {"parse": []}``, so nothing a
 paper says can ping anyone. Every message stays within Discord's limits:
 content 2,000, 10 embeds, title 256, description 4,096, 25 fields, footer
@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import discord
-from discord.utils import escape_markdown, escape_mentions
+from discord.utils import escape_mentions
 
 from adapters.controls import control_id
 from bot.models import Link, RankedPaper, Reply, ReplyKind, Section
@@ -82,26 +82,45 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/papers <topic>"), "/papers search <topic>"),
     (re.compile(r"/papers help\b"), "/papers help"),
 )
-_LINE_START = re.compile(r"^(#{1,3} |>|-# |- |\d+\. )")
+_INLINE_MARKERS = re.compile(r"([\\*_~`|\[])")
+_LINE_START = re.compile(r"^([ \t]*)(#|>|-|\+|\d+\.)", re.MULTILINE)
 
 
 # --- escaping ------------------------------------------------------------------------------
 
 
 def break_mentions(text: str) -> str:
-    """``@everyone``, ``@here``, ``<@id>``, ``<@&id>``, ``<#id>`` and ``<t:..>`` shown as text only.
+    """``@everyone``, ``@here``, ``<@id>``, ``<@&id>``, ``<#id>``, ``</cmd:id>``, ``<:emoji:id>`` and
+    ``<t:..>`` shown as text only: a zero-width space after ``@`` and after every ``<``.
 
-    For plain-text places (footers, button labels) that render no markdown; defence in depth
-    behind ``allowed_mentions``.
+    For plain-text places (footers, button labels, author names) that render no markdown;
+    defence in depth behind ``allowed_mentions``.
     """
     return escape_mentions(text).replace("<", "<\u200b")
 
 
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, marker = match[1], match[2]
+    if marker[-1] == "." and marker[:-1].isdigit():
+        return f"{indent}{marker[:-1]}\\."          # "1. item" -> "1\. item"
+    return f"{indent}\\{marker}"
+
+
 def escape_text(text: str, *, single_line: bool = True) -> str:
-    """Outside text made inert: no mentions, no markdown, no line-start headings or quotes."""
+    """Outside text made inert wherever Discord renders markdown (content, embed title and description).
+
+    Every inline marker is backslash-escaped, each occurrence (``\\ * _ ~ ` | [``): emphasis,
+    underline, strike-through, spoilers, code spans and blocks, and every masked link
+    ``[label](url)`` (``discord.utils.escape_markdown`` escapes only the first of several).
+    Line-start markers are escaped on every line: headings and subtext (``#``, ``-#``), block
+    quotes (``>``, ``>>>``), lists (``-``, ``*``, ``+``, ``1.``). Mentions, role and channel
+    references, slash-command mentions, custom emoji and ``<t:…>`` timestamps are broken by
+    :func:`break_mentions`. Discord drops the backslash of ``\\`` + any ASCII punctuation when
+    it renders, so the text reads as it was written.
+    """
     text = clean_line(text) if single_line else strip_controls(text)
-    text = escape_markdown(break_mentions(text))   # escape_markdown escapes backslashes too
-    return "\n".join(_LINE_START.sub(r"\\\1", line) for line in text.split("\n"))
+    text = _INLINE_MARKERS.sub(r"\\\1", break_mentions(text))
+    return _LINE_START.sub(_escape_line_start, text)
 
 
 def escape_fit(text: str, limit: int) -> str:
@@ -199,7 +218,7 @@ def paper_embed(ranked: RankedPaper, *, summary_limit: int = SUMMARY_LIMITS[0],
         "color": PAPER_COLOUR,
     }
     if heading:
-        embed["author"] = {"name": escape_fit(heading, MAX_AUTHOR)}
+        embed["author"] = {"name": cut(break_mentions(clean_line(heading)), MAX_AUTHOR)}   # rendered as plain text
     return embed
 
 
