@@ -8,6 +8,7 @@ failure becomes an error reply and a log line, never a traceback to a user.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, time
@@ -20,7 +21,7 @@ from bot.models import CommandContext, Reply, ReplyKind, Section
 from bot.papers import NoPapersAvailable, Origin, PaperBatch, PaperService
 from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
-from bot.schedule import format_time, next_occurrence, utcnow
+from bot.schedule import format_time, next_occurrence, parse_timezone, utcnow
 from bot.settings import Settings
 from bot.text import InputError, unmatchable_topic_reason
 from storage.repositories import ChannelSetting, Storage, TopicChange
@@ -102,6 +103,7 @@ class Paperboy:
         handler = self.router.get(args.name)
         if handler is None:
             return await self._help(ctx, CommandArgs(cmd.HELP, problem=f"Unknown command {args.name!r}."))
+        ctx = _with_known_zone(ctx)
         try:
             reply = await handler(ctx, args)
             notice = await self.storage.topics.take_notice(ctx.user)
@@ -333,3 +335,16 @@ def _with_notice(reply: Reply, notice: str) -> Reply:
     from dataclasses import replace
 
     return replace(reply, notices=(*reply.notices, notice))
+
+
+def _with_known_zone(ctx: CommandContext) -> CommandContext:
+    """``ctx`` with the platform's zone for the person in canonical form, or none when it is not a
+    zone we know (a platform's answer is outside input: never stored, never used unchecked)."""
+    if not ctx.user_timezone:
+        return ctx
+    try:
+        zone = parse_timezone(ctx.user_timezone)
+    except InputError:
+        log.warning("ignoring the unknown time zone %r the platform gave for a user", ctx.user_timezone[:80])
+        zone = None
+    return ctx if zone == ctx.user_timezone else dataclasses.replace(ctx, user_timezone=zone)

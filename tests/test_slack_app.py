@@ -552,3 +552,34 @@ async def test_socket_mode_connects_and_answers_a_slash_command_over_the_websock
     finally:
         await adapter.stop()
         await app.close()
+
+
+# --- what users.info says is checked; App Home's own text is escaped -------------------------------
+
+
+async def test_a_time_zone_slack_gives_that_is_no_zone_is_not_stored(running: Running) -> None:
+    """users.info's ``tz`` is outside input: "Not/AZone" falls back to the default zone."""
+    running.slack.users["U1"] = {"tz": "Not/AZone"}
+    person = UserRef("slack", TEAM, "U1")
+    subscribed = await running.slash("subscribe generalization", key="z1")
+    assert subscribed["blocks"][0]["text"]["text"] == "Subscribed to “generalization”"
+    setting = await running.app.storage.topics.setting(person)
+    assert setting is not None and setting.timezone in (None, "UTC") and setting.next_due_at is not None
+    alerts = await running.slash("alerts on 08:00", key="z2")
+    assert "08:00 UTC" in json.dumps(alerts, ensure_ascii=False)
+    channel = await running.slash("channel on 07:30", key="z3")
+    assert channel["blocks"][0]["text"]["text"] == "Daily post on"
+    stored = await running.app.storage.channels.get(ChannelRef("slack", TEAM, "C1"))
+    assert stored is not None and stored.timezone == "UTC" and stored.next_due_at is not None
+    assert "Not/AZone" not in json.dumps([subscribed, alerts, channel])
+
+
+async def test_app_home_escapes_the_papers_topic_hint(running: Running) -> None:
+    """``<topic>`` in mrkdwn is one of Slack's ``<…>`` control sequences; it must be ``&lt;topic&gt;``."""
+    status, _ = await running.post(event_body({"type": "app_home_opened", "user": "U1", "channel": "D1",
+                                               "tab": "home", "event_ts": "1.1"}), content_type="application/json")
+    assert status == 200
+    view = (await running.slack.wait_for("views.publish"))[0].params["view"]
+    texts = [t for t in iter_texts(view["blocks"])]
+    assert any("`/papers &lt;topic&gt;`" in t for t in texts)
+    assert not [t for t in texts if "<topic>" in t]

@@ -46,6 +46,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.supervision import CredentialsRejected
+from adapters.slack.answers import (
+    CALL_FAILURES,
+    ResilientAuthorize,
+    answer_data,
+    error_code,
+    headers_of,
+    status_of,
+    text_field,
+)
 from adapters.slack.errors import retry_after_seconds, send_error
 from adapters.slack.home import (
     ADD_TOPIC_ACTION,
@@ -212,11 +221,14 @@ class SlackAdapter:
             )
             app = AsyncApp(client=self._new_client(None), signing_secret=self._signing_secret,
                            oauth_settings=oauth_settings, installation_store_bot_only=True,
+                           authorize=ResilientAuthorize(installation_store=self.installation_store),
                            request_verification_enabled=bool(self._signing_secret))
         else:
             assert settings.slack_bot_token is not None
-            app = AsyncApp(client=self._new_client(settings.slack_bot_token.get_secret_value()),
-                           signing_secret=self._signing_secret,
+            # The app's own client holds no token: requests get theirs from the authorize step, which
+            # does not give up when auth.test is answered by a proxy instead of Slack.
+            app = AsyncApp(client=self._new_client(None), signing_secret=self._signing_secret,
+                           authorize=ResilientAuthorize(token=settings.slack_bot_token.get_secret_value()),
                            request_verification_enabled=bool(self._signing_secret))
         app.command(self._command)(self._on_slash_command)
         app.action(SHARE_ACTION)(self._on_share)
@@ -281,14 +293,16 @@ class SlackAdapter:
         """
         if self.oauth_enabled:
             return
-        await self._checked_call("SLACK_BOT_TOKEN", self.app.client.auth_test())
+        assert self._settings.slack_bot_token is not None
+        client = self._new_client(self._settings.slack_bot_token.get_secret_value())
+        await self._checked_call("SLACK_BOT_TOKEN", client.auth_test())
 
     @staticmethod
     async def _checked_call(setting: str, call: Any) -> Any:
         try:
             return await call
         except SlackApiError as exc:
-            code = str(exc.response.get("error") or "") if isinstance(exc.response.data, dict) else ""
+            code = str(answer_data(exc.response).get("error") or "")
             if code in REJECTED_TOKEN_ERRORS:
                 raise CredentialsRejected(setting, code) from None
             raise ConnectionError(f"Slack answered HTTP {exc.response.status_code}"
@@ -359,31 +373,37 @@ class SlackAdapter:
             client = self._clients[token] = self._new_client(token)
         return client
 
-    async def _call(self, workspace: str, method: str, *, to_user: bool = False, **params: Any) -> Any:
-        """One Web API call; Slack errors become :class:`SendError` (logged by code, never by token).
+    async def _call(self, workspace: str, method: str, *, to_user: bool = False, **params: Any) -> dict[str, Any]:
+        """One Web API call; its answer's JSON object (``{}`` if the answer was no object).
 
-        For chat.postMessage a timeout or a connection dropped once connected is
+        Slack errors, and answers that are no Slack answer at all (a proxy's ``503 text/plain``, an
+        HTML page, JSON of the wrong shape, see :mod:`adapters.slack.answers`), become
+        :class:`SendError` logged in one line by code, never by token. For chat.postMessage a
+        timeout, a connection dropped once connected, or a 200 whose body is not Slack's is
         ``UNKNOWN_OUTCOME`` (Slack may have posted it); a 429 concerns that channel only, since
         Slack limits posting per channel.
         """
         client = await self.client_for(workspace)
         try:
-            return await client.api_call(method, json=params)
+            return answer_data(await client.api_call(method, json=params))
         except SlackApiError as exc:
-            response = exc.response
-            code = str(response.get("error") or "") if response is not None else ""
-            error = send_error(code, status=response.status_code if response is not None else None,
-                               headers=response.headers if response is not None else None, to_user=to_user)
+            code = str(answer_data(exc.response).get("error") or "")
+            error = send_error(code or error_code(exc), status=status_of(exc), headers=headers_of(exc),
+                               to_user=to_user)
             error.target_only = method == "chat.postMessage" and error.kind is FailureKind.RATE_LIMITED
-            log.warning("Slack %s failed in workspace %s: %s (%s)", method, workspace, error.detail, error.kind.value)
+            log.warning("Slack %s failed in workspace %r: %s (%s)", method, workspace, error.detail, error.kind.value)
             if error.kind is FailureKind.INSTALL_GONE:
                 await self._storage.workspaces.deactivate(PLATFORM, workspace, error.detail)
             raise error from None
         except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.warning("Slack %s failed in workspace %s: %s", method, workspace, type(exc).__name__)
+            log.warning("Slack %s failed in workspace %r: %s", method, workspace, type(exc).__name__)
             written = not isinstance(exc, (SlackClientError, aiohttp.ClientConnectorError))
             kind = FailureKind.UNKNOWN_OUTCOME if method == "chat.postMessage" and written else FailureKind.TRANSIENT
             raise SendError(kind, type(exc).__name__) from None
+        except CALL_FAILURES as exc:     # a 200 slack_sdk could not read as an object (text, a list)
+            log.warning("Slack %s failed in workspace %r: %s", method, workspace, error_code(exc))
+            kind = FailureKind.UNKNOWN_OUTCOME if method == "chat.postMessage" else FailureKind.TRANSIENT
+            raise SendError(kind, error_code(exc)) from None
 
     async def _post(self, workspace: str, channel: str, reply: Reply, *, to_user: bool,
                     key: DeliveryKey | None = None) -> SentMessage:
@@ -394,7 +414,7 @@ class SlackAdapter:
         response = await self._call(workspace, "chat.postMessage", to_user=to_user, channel=channel,
                                     text=body["text"], blocks=body["blocks"], unfurl_links=False, unfurl_media=False,
                                     **extra)
-        return SentMessage(channel=str(response.get("channel") or channel), message_id=str(response.get("ts") or ""))
+        return SentMessage(channel=text_field(response, "channel") or channel, message_id=text_field(response, "ts") or "")
 
     async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         """Post in a channel with chat.postMessage (the bot must be a member)."""
@@ -407,7 +427,8 @@ class SlackAdapter:
         if cached is not None:
             return cached
         opened = await self._call(user.workspace, "conversations.open", to_user=True, users=user.user)
-        dm = (opened.get("channel") or {}).get("id")
+        opened_channel = opened.get("channel")
+        dm = text_field(opened_channel, "id") if isinstance(opened_channel, dict) else None
         if not dm:
             raise SendError(FailureKind.TRANSIENT, "no_dm_channel")
         self._dm_channels[key] = dm
@@ -461,12 +482,13 @@ class SlackAdapter:
                     exc.target_only = True   # a history limit must not hold the workspace's posts
                     raise
                 raise HistoryUnavailable(exc.detail or exc.kind.value) from None
-            for message in page.get("messages") or ():
-                metadata = message.get("metadata") or {}
-                payload = metadata.get("event_payload") or {}
+            messages = page.get("messages")
+            for message in messages if isinstance(messages, list) else ():
+                metadata = answer_data(message.get("metadata")) if isinstance(message, dict) else {}
+                payload = answer_data(metadata.get("event_payload"))
                 if metadata.get("event_type") == DELIVERY_EVENT and str(payload.get("delivery_id")) == str(key.delivery_id):
-                    return SentMessage(channel=channel, message_id=str(message.get("ts") or ""))
-            cursor = ((page.get("response_metadata") or {}).get("next_cursor")) or None
+                    return SentMessage(channel=channel, message_id=text_field(message, "ts") or "")
+            cursor = text_field(answer_data(page.get("response_metadata")), "next_cursor")
             if not page.get("has_more") or not cursor:
                 return None
         log.warning("delivery %s not found in the last %d messages of %s; sending it again",
@@ -482,11 +504,10 @@ class SlackAdapter:
             return self._user_facts[key]
         try:
             response = await client.users_info(user=user_id)
-        except (SlackApiError, SlackClientError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
-            log.warning("users.info failed in workspace %s: %s", team, code)
+        except CALL_FAILURES as exc:          # the command goes on with the defaults
+            log.warning("users.info failed in workspace %r: %s", team, error_code(exc))
             return None, False
-        facts = user_profile_facts(response.get("user") or {})
+        facts = user_profile_facts(answer_data(response).get("user"))
         self._user_facts[key] = facts
         return facts
 
@@ -549,8 +570,8 @@ class SlackAdapter:
                          default_zone=tz or self._settings.default_timezone)
         try:
             await client.views_publish(user_id=user_id, view=view)
-        except SlackApiError as exc:
-            log.warning("views.publish failed in workspace %s: %s", team, exc.response.get("error"))
+        except CALL_FAILURES as exc:
+            log.warning("views.publish failed in workspace %r: %s", team, error_code(exc))
 
     async def _on_home_opened(self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
@@ -566,9 +587,9 @@ class SlackAdapter:
     async def _on_add_topic(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         try:
-            await client.views_open(trigger_id=body["trigger_id"], view=add_topic_modal())
-        except SlackApiError as exc:
-            log.warning("views.open failed: %s", exc.response.get("error"))
+            await client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=add_topic_modal())
+        except CALL_FAILURES as exc:
+            log.warning("views.open failed: %s", error_code(exc))
 
     async def _on_add_topic_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
                                       client: AsyncWebClient) -> None:

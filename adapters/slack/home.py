@@ -61,7 +61,7 @@ def home_view(setting: AlertSetting | None, channels: Sequence[ChannelSetting], 
     topics = setting.topics if setting else ()
     blocks: list[dict[str, Any]] = [
         header_block("Paperboy — ML papers people are reading"),
-        section_block("Search any time with `/papers <topic>`; follow topics to get new papers on them by "
+        section_block("Search any time with `/papers &lt;topic&gt;`; follow topics to get new papers on them by "
                       "direct message once a day."),
         {"type": "divider"},
         header_block("Your topics"),

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.models import ChannelRef, CommandContext, UserRef
+from bot.schedule import parse_timezone
+from bot.text import InputError
 
 PLATFORM = "slack"
 TOPIC_BLOCK = "topic"
@@ -72,8 +74,18 @@ def submitted_topic(view: Mapping[str, Any]) -> str:
     return str(field.get("value") or "")
 
 
-def user_profile_facts(user: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """From a ``users.info`` user object: the IANA zone and whether they administer the workspace."""
-    tz = user.get("tz") or None
-    is_admin = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+def user_profile_facts(user: Any) -> tuple[str | None, bool]:
+    """From a ``users.info`` user object: the IANA zone and whether they administer the workspace.
+
+    Anything Slack (or a proxy in between) answers is checked: a zone that is not a known IANA
+    name is None (the defaults apply), and only ``true`` makes an admin.
+    """
+    if not isinstance(user, Mapping):
+        return None, False
+    raw_tz = user.get("tz")
+    try:
+        tz = parse_timezone(raw_tz) if isinstance(raw_tz, str) and raw_tz else None
+    except InputError:
+        tz = None
+    is_admin = any(user.get(flag) is True for flag in ("is_admin", "is_owner", "is_primary_owner"))
     return tz, is_admin

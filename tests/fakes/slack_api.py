@@ -58,6 +58,21 @@ class SlackCall:
 
 
 @dataclass
+class _RawAnswer:
+    """An answer that is not Slack's JSON: what a proxy or load balancer in front of Slack sends."""
+
+    status: int
+    body: str
+    content_type: str
+    times: int | None = None
+
+
+PROXY_503 = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+HTML_ERROR_PAGE = ("<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n"
+                   "<center><h1>502 Bad Gateway</h1></center>\n</body>\n</html>\n")
+
+
+@dataclass
 class _Failure:
     error: str
     status: int = 200
@@ -83,6 +98,7 @@ class FakeSlackApi:
     _late: list[float] = field(default_factory=list)
     _last_ts: float = 0.0
     _failures: dict[str, list[_Failure]] = field(default_factory=dict)
+    _raw: dict[str, _RawAnswer] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _port: int = 0
     _changed: asyncio.Condition | None = None
@@ -148,8 +164,24 @@ class FakeSlackApi:
         return [((m.get("metadata") or {}).get("event_payload") or {}).get("delivery_id")
                 for m in self.messages.get(channel, [])]
 
+    def answer_raw(self, method: str = "*", *, status: int = 503, body: str = PROXY_503,
+                   content_type: str = "text/plain", times: int | None = None) -> None:
+        """Answer ``method`` (``"*"``: every method) with a body that is not Slack's JSON.
+
+        The default is what Envoy in front of a service sends when the upstream is overloaded:
+        ``503`` with ``content-type: text/plain``; ``content_type="text/html"`` with
+        :data:`HTML_ERROR_PAGE` is a load balancer's error page; ``content_type="application/json"``
+        gives JSON of the wrong shape (``[1]``, ``"ok"``, ``{"ok": true, "user": "x"}``).
+        slack_sdk hands a ``text/plain`` body over as a ``str`` and reads other non-JSON
+        content types as ``{}`` (``slack_sdk/web/async_internal_utils.py``,
+        ``_request_with_session``); ``AsyncSlackResponse.validate`` raises ``SlackApiError``
+        for any status but 200 and ``AttributeError`` for a 200 whose body is not an object.
+        """
+        self._raw[method] = _RawAnswer(status, body, content_type, times)
+
     def clear_failures(self) -> None:
         self._failures.clear()
+        self._raw.clear()
 
     # --- inspection ----------------------------------------------------------------------------
 
@@ -219,6 +251,13 @@ class FakeSlackApi:
         params.pop("client_secret", None)
         await self._record(SlackCall(method, params, token))
 
+        raw = self._raw.get(method) or self._raw.get("*")
+        if raw is not None:
+            if raw.times is not None:
+                raw.times -= 1
+                if raw.times <= 0:
+                    self._raw = {k: v for k, v in self._raw.items() if v is not raw}
+            return web.Response(status=raw.status, text=raw.body, content_type=raw.content_type)
         failure = self._failure_for(method, params)
         if failure is not None:
             headers = {"Retry-After": str(int(failure.retry_after))} if failure.retry_after is not None else {}
