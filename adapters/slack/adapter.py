@@ -666,7 +666,7 @@ class SlackAdapter:
         return tz
 
     async def _on_install_failed(self, args: AsyncFailureArgs) -> BoltResponse:
-        log.warning("Slack install failed: %s", args.reason)
+        log.warning("Slack install failed: %r", args.reason)   # the reason is the redirect's error= (outside text)
         return await args.default.failure(args)
 
     async def _forget(self, body: dict[str, Any], reason: str) -> None:
