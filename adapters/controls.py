@@ -22,6 +22,14 @@ keyed topics (``control_topics``), which :func:`remember_topics` fills for every
 be rendered in keyed form. Share of a search is the case that needs the table: that topic is
 stored nowhere else. Autocomplete choices use :func:`choice_value` / :func:`choice_name`.
 
+A new control (say a 👍 button under a paper in an alert) reuses all of this::
+
+    custom_id = control_id("up", topic, arg=paper.paper_id, limit=DISCORD_LIMIT)  # or SLACK_VALUE_LIMIT
+    await remember_topics(storage, [topic], action_length=len("up/" + paper.paper_id))  # before sending
+    ...
+    ref = parse_control_id(pressed_custom_id)        # None: not ours, ignore it
+    topic = await topic_of(storage, ref, user=who_pressed, max_length=settings.max_topic_length)
+
 Whatever comes back from a control is outside text (anyone can send any ``custom_id`` or
 ``value``): :func:`read_topic` puts it through :func:`bot.text.normalize_topic`, exactly as a
 typed topic, and an unknown key is refused with a reason, never guessed.
@@ -142,12 +150,14 @@ def choice_key(value: str) -> str | None:
 # --- reading back ------------------------------------------------------------------------------
 
 
-def read_topic(raw: str, *, max_length: int) -> str:
+def read_topic(raw: str, *, max_length: int, matchable: bool = True) -> str:
     """A topic read back from a control, normalised and checked exactly as a typed one.
 
-    Raises :class:`InputError` (with a message for the person) when it is not a usable topic.
+    Raises :class:`InputError` (with a message for the person) when it is not a usable topic;
+    ``matchable=False`` (removing a topic) skips the "no paper could ever match" check, as
+    ``/papers unsubscribe`` does.
     """
-    return normalize_topic(raw, max_length=max_length)
+    return normalize_topic(raw, max_length=max_length, matchable=matchable)
 
 
 async def remember_topics(storage: Storage, topics: Iterable[str], *, limit: int = DISCORD_LIMIT,
@@ -171,12 +181,13 @@ async def resolve_topic(storage: Storage, key: str, *, user: UserRef | None = No
     return topic if topic is not None and topic_key(topic) == key else None
 
 
-async def topic_of(storage: Storage, ref: ControlRef, *, user: UserRef | None, max_length: int) -> str:
+async def topic_of(storage: Storage, ref: ControlRef, *, user: UserRef | None, max_length: int,
+                   matchable: bool = True) -> str:
     """The normalised topic a parsed control carries (:class:`InputError` when unusable or unknown)."""
     if ref.topic is not None:
-        return read_topic(ref.topic, max_length=max_length)
+        return read_topic(ref.topic, max_length=max_length, matchable=matchable)
     assert ref.key is not None
     topic = await resolve_topic(storage, ref.key, user=user)
     if topic is None:
         raise InputError(STALE_CONTROL)
-    return read_topic(topic, max_length=max_length)
+    return read_topic(topic, max_length=max_length, matchable=matchable)

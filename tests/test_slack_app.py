@@ -583,3 +583,26 @@ async def test_app_home_escapes_the_papers_topic_hint(running: Running) -> None:
     texts = [t for t in iter_texts(view["blocks"])]
     assert any("`/papers &lt;topic&gt;`" in t for t in texts)
     assert not [t for t in texts if "<topic>" in t]
+
+
+@pytest.mark.parametrize("action", [SHARE_ACTION, SUBSCRIBE_ACTION, REMOVE_TOPIC_ACTION])
+async def test_a_forged_button_value_goes_through_the_same_normaliser_as_typed_text(running: Running,
+                                                                                   action: str) -> None:
+    """A button value is outside text (anyone can post a block_actions payload with any value)."""
+    person = UserRef("slack", TEAM, "U1")
+    forged = "@everyone \u202e<@&1>\x00  Generalization"
+    if action == REMOVE_TOPIC_ACTION:
+        await running.slash("subscribe @everyone <@&1> generalization", key="pre")
+        status, _ = await running.action(action, forged, channel=None)
+        assert status == 200
+        await running.slack.wait_for("views.publish")
+        assert await running.app.storage.topics.topics(person) == []      # the same topic, so removed
+        return
+    await running.action(action, forged, key="f")
+    answer = (await running.slack.wait_for("response:f"))[0].params
+    shown = json.dumps(answer, ensure_ascii=False)
+    assert "\u202e" not in shown and "\\u0000" not in shown and "<@&1>" not in shown and "<!everyone>" not in shown
+    if action == SHARE_ACTION:
+        assert running.hf.searches[-1] == "@everyone <@&1> generalization"
+    else:
+        assert await running.app.storage.topics.topics(person) == ["@everyone <@&1> generalization"]

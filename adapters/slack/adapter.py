@@ -47,6 +47,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.supervision import CredentialsRejected
+from adapters.controls import read_topic
 from adapters.slack.answers import (
     CALL_FAILURES,
     ResilientAuthorize,
@@ -82,7 +83,7 @@ from bot.core import Paperboy
 from bot.models import ChannelRef, CommandContext, Reply, UserRef
 from bot.schedule import format_time
 from bot.settings import Settings
-from bot.text import InputError, normalize_topic
+from bot.text import InputError
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -559,9 +560,10 @@ class SlackAdapter:
         await self._respond(respond, reply)
 
     def _topic_args(self, name: str, raw: str) -> CommandArgs:
+        """A topic read back from a button value or the modal, checked exactly as a typed one."""
         try:
-            return CommandArgs(name, topic=normalize_topic(raw, max_length=self._settings.max_topic_length,
-                                                           matchable=name != cmd.UNSUBSCRIBE))
+            return CommandArgs(name, topic=read_topic(raw, max_length=self._settings.max_topic_length,
+                                                      matchable=name != cmd.UNSUBSCRIBE))
         except InputError as exc:
             return CommandArgs(cmd.HELP, problem=str(exc))
 
