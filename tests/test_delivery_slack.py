@@ -141,3 +141,27 @@ async def test_one_channel_in_429_does_not_delay_the_others_in_its_workspace(app
     assert bad_retry - bad_calls[0].at >= retry_after - 0.5   # C0 waited out its Retry-After
     assert healthy_last < bad_calls[0].at + retry_after - 1   # nobody else waited for it
     assert all(len(slack.posted(f"C{i}")) == 1 for i in range(20))
+
+
+async def test_a_proxy_answering_503_text_plain_fails_the_pass_cleanly_and_the_next_pass_delivers(
+        app: App, slack: FakeSlackApi, caplog: pytest.LogCaptureFixture) -> None:
+    """Every Slack method answered by a proxy's ``503 text/plain`` (slack_sdk hands the body over as a
+    ``str``): the sends fail as transient with Slack's status, nothing is paused, no traceback is
+    logged; once Slack answers again a later pass delivers."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    await add_channel(app.storage, ChannelRef("slack", "T1", "C1"), at=time(9, 0), tz="UTC",
+                      after=DUE - timedelta(hours=1))
+    await add_person(app.storage, UserRef("slack", "T1", "U7"), ["generalization"], after=DUE - timedelta(hours=1))
+    slack.answer_raw("*")
+    report = await run_delivery_pass(app, now=DUE + timedelta(minutes=1), sender=quick_sender())
+    assert (report.sent, report.paused, report.failed) == (0, 0, 2)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert "http_503" in caplog.text
+    assert await app.storage.workspaces.is_active("slack", "T1")
+
+    slack.clear_failures()
+    report = await run_delivery_pass(app, now=DUE + timedelta(minutes=20), sender=quick_sender())
+    assert report.sent == 2
+    assert len(slack.posted("C1")) == 1 and len(slack.posted("DU7")) == 1
