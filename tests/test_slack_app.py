@@ -606,3 +606,20 @@ async def test_a_forged_button_value_goes_through_the_same_normaliser_as_typed_t
         assert running.hf.searches[-1] == "@everyone <@&1> generalization"
     else:
         assert await running.app.storage.topics.topics(person) == ["@everyone <@&1> generalization"]
+
+
+async def test_a_200_character_topic_keeps_every_slack_control(running: Running) -> None:
+    """Block Kit button values hold 2,000 characters, so the topic itself travels (adapters.controls)."""
+    topic = ("generalization " * 13).strip()           # 194 characters
+    answer = await running.slash(topic, key="long")
+    actions = [b for b in answer["blocks"] if b["type"] == "actions"][0]["elements"]
+    assert [(a["action_id"], a["value"]) for a in actions] == [(SHARE_ACTION, topic), (SUBSCRIBE_ACTION, topic)]
+    assert all(len(a["text"]["text"]) <= 75 for a in actions)
+    await running.action(SUBSCRIBE_ACTION, topic, key="long-sub")
+    await running.slack.wait_for("response:long-sub")
+    person = UserRef("slack", TEAM, "U1")
+    assert await running.app.storage.topics.topics(person) == [topic]
+    status, _ = await running.action(REMOVE_TOPIC_ACTION, topic, channel=None)
+    assert status == 200
+    await running.slack.wait_for("views.publish")
+    assert await running.app.storage.topics.topics(person) == []

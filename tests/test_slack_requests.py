@@ -103,3 +103,15 @@ def test_check_signature_reasons() -> None:
     assert check_signature(SECRET, body, {**good, "X-Slack-Signature": "v0=é"}, now=1700000000) == "bad signature"
     assert check_body(b'{"type": "event_callback"}', "application/json") is None
     assert check_body(b"payload=%7B%7D", "application/x-www-form-urlencoded") is None
+
+
+@pytest.mark.parametrize("timestamp", ["abc", "1e9", "١٧٠٠٠٠٠٠٠٠", "-1", " 1700000000"])
+async def test_a_correctly_signed_request_with_a_non_numeric_timestamp_gets_401(
+        running: Running, timestamp: str, caplog: pytest.LogCaptureFixture) -> None:
+    """slack_sdk's SignatureVerifier calls int() on the header (ValueError, a 500 through bolt)."""
+    caplog.set_level(logging.DEBUG)
+    body = f"text={MARKER}".encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": sign(body, timestamp)}
+    assert await post(running, body, headers) == 401
+    quiet_and_unlogged(caplog)
