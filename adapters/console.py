@@ -19,6 +19,8 @@ from bot.models import ChannelRef, CommandContext, RankedPaper, Reply, ReplyKind
 CONSOLE_USER = UserRef("console", "local", "console-user")
 CONSOLE_CHANNEL = ChannelRef("console", "local", "console")
 PROMPT = "paperboy> "
+ASKING = "asking Hugging Face…"
+ASKING_CHECK_SECONDS = 0.25   # how soon, and how often, a command in progress is looked at
 WIDTH = 100
 
 
@@ -143,6 +145,21 @@ class ConsoleAdapter:
         if self._task:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def _asking_upstream(self) -> bool:
+        papers = getattr(self._core, "papers", None)
+        return getattr(papers, "asking", 0) > 0
+
+    async def _ask_showing_progress(self, text: str) -> Reply:
+        """:meth:`ask`, saying "asking Hugging Face…" once if the answer waits on Hugging Face."""
+        answer = asyncio.ensure_future(self.ask(text))
+        said = False
+        while not answer.done():
+            await asyncio.wait({answer}, timeout=ASKING_CHECK_SECONDS)
+            if not answer.done() and not said and self._asking_upstream():
+                self._print(ASKING)
+                said = True
+        return answer.result()
+
     async def repl(self, read_line: Callable[[], str] | None = None) -> None:
         """Prompt, answer, repeat until end of input or ``quit``."""
         self._print("Paperboy console. Try /papers generalization, /papers today or /papers help; quit to leave.")
@@ -160,7 +177,7 @@ class ConsoleAdapter:
             if not line:
                 continue
             text = line if line.casefold().startswith("/papers") else f"/papers {line}"
-            self._print(render_text(await self.ask(text)))
+            self._print(render_text(await self._ask_showing_progress(text)))
 
     async def send_to_channel(self, channel: ChannelRef, reply: Reply, *, key: DeliveryKey | None = None) -> SentMessage:
         self._counter += 1

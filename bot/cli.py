@@ -23,7 +23,10 @@ from bot.settings import Settings
 
 log = logging.getLogger("paperboy")
 
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_REJECTED, EXIT_UNHEALTHY = 0, 1, 2, 3, 4
+# Exit codes (README "Running in production"): 0 ok; 1 the database (or the port to listen on) is
+# unusable; 2 bad settings; 3 every platform rejected its token; 4 `status`: not healthy or not
+# running; 5 `deliver --now`: some deliveries failed.
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_REJECTED, EXIT_UNHEALTHY, EXIT_DELIVERIES_FAILED = 0, 1, 2, 3, 4, 5
 STOP_BUDGET_SECONDS = 8.0   # SIGTERM to exit within 10 s, whatever is connecting or delivering
 
 
@@ -240,6 +243,9 @@ async def _deliver(app: App, dry_run: bool) -> int:
         report = await run_delivery_pass(app, dry_run=dry_run)
         for line in report.lines():
             print(line)
+        if report.failed:
+            print(f"paperboy: {report.failed} deliveries failed; later passes retry them", file=sys.stderr)
+            return EXIT_DELIVERIES_FAILED
         return EXIT_OK
     finally:
         for adapter in app.adapters:

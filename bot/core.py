@@ -129,7 +129,7 @@ class Paperboy:
         problem = unmatchable_topic_reason(topic)
         if problem:   # a topic that reached the core without the parser (e.g. a button's stored value)
             return Reply(kind=ReplyKind.ERROR, title="That did not work", lines=(problem,))
-        batch = await self.papers.search(topic)
+        batch = await self.papers.search(topic, deadline=self.settings.answer_deadline_seconds)
         # Live candidates come in Hugging Face's search order, which is evidence of relevance too.
         ranked = rank_for_topic(topic, batch.papers, now=self.clock(), source_ranked=batch.origin is Origin.LIVE)
         shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
@@ -151,7 +151,7 @@ class Paperboy:
                              batch: PaperBatch | None = None) -> Reply:
         """The day's trending papers (the latest day that has any)."""
         limit = limit or self.settings.trending_results
-        batch = batch or await self.papers.daily()
+        batch = batch or await self.papers.daily(deadline=self.settings.answer_deadline_seconds)
         ranked = rank_trending(list(batch.papers))
         shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
         notices = tuple(n for n in (batch.notice(),) if n)

@@ -9,7 +9,7 @@ serves exactly that registry.
 | ``paperboy_commands_total`` | counter | platform, command |
 | ``paperboy_answer_seconds`` | histogram | platform |
 | ``paperboy_hf_requests_total`` | counter | endpoint (each try, retries included) |
-| ``paperboy_hf_failures_total`` | counter | endpoint, reason (timeout, network, http_5xx, http_429, refused, malformed, deadline) |
+| ``paperboy_hf_failures_total`` | counter | endpoint, reason (timeout, network, http_5xx, http_429, refused, malformed) |
 | ``paperboy_hf_cache_hits_total`` | counter | endpoint |
 | ``paperboy_deliveries_total`` | counter | outcome (sent, failed, paused, skipped) |
 | ``paperboy_rate_limit_waits_total`` | counter | platform (HTTP 429 answers that made a send wait) |

@@ -6,12 +6,13 @@ of <time>" or "offline sample" instead of pretending to be live.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Protocol
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from cachetools import TTLCache
@@ -22,6 +23,7 @@ from bot.models import Paper
 from storage.repositories import PaperStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FEED_LOOKBACK_DAYS = 7
 OUTAGE_BACKOFF = timedelta(seconds=60)
@@ -89,6 +91,10 @@ class NoPapersAvailable(Exception):
     """Neither the API, the stored copy nor the sample could answer."""
 
 
+class DeadlinePassed(SourceUnavailable):
+    """Upstream did not answer within a person's deadline; the request goes on and fills the cache."""
+
+
 class PaperService:
     """Fetches papers, stores what it sees, and falls back when upstream is down."""
 
@@ -104,13 +110,36 @@ class PaperService:
         # Papers (and feed days) stored lately: popular papers turn up in many searches and cached
         # answers repeat, so each is written once a while, not on every command.
         self._recently_stored: TTLCache[str, bool] = TTLCache(maxsize=20_000, ttl=store_every_seconds)
+        self.asking = 0   # calls to upstream under way now (the console says "asking Hugging Face…")
 
     def _upstream_down(self) -> bool:
         """True while a recent outage says not to wait on upstream again yet."""
         return self._down_until is not None and self._clock() < self._down_until
 
+    async def _within(self, deadline: float | None, call: Awaitable[T]) -> T:
+        """``await call``, given up after ``deadline`` seconds (None: no deadline) as :class:`DeadlinePassed`.
+
+        The Hugging Face client's request runs in a shielded task of its own, so giving up here
+        leaves it going: a late answer still fills the cache for the next person.
+        """
+        self.asking += 1
+        try:
+            if deadline is None:
+                return await call
+            try:
+                async with asyncio.timeout(deadline):
+                    return await call
+            except TimeoutError:
+                raise DeadlinePassed(f"no answer within {deadline:g} s") from None
+        finally:
+            self.asking -= 1
+
     def _note_outage(self, exc: SourceUnavailable) -> None:
-        """Stop asking upstream for a while, unless it only refused one request or already is down."""
+        """Stop asking upstream for a while, unless it only refused one request, only missed a
+        person's deadline (it may still answer), or already is down."""
+        if isinstance(exc, DeadlinePassed):
+            log.info("Hugging Face did not answer in time for a person: %s; answering from fallbacks", exc)
+            return
         if isinstance(exc, SourceRefused):
             log.info("Hugging Face refused a request: %s", exc)
             return
@@ -120,12 +149,15 @@ class PaperService:
                     int(OUTAGE_BACKOFF.total_seconds()), exc)
         self._down_until = self._clock() + OUTAGE_BACKOFF
 
-    async def search(self, topic: str, *, limit: int = 50) -> PaperBatch:
-        """Candidates for ``topic`` (ranking is the caller's): live, else stored, else sample."""
+    async def search(self, topic: str, *, limit: int = 50, deadline: float | None = None) -> PaperBatch:
+        """Candidates for ``topic`` (ranking is the caller's): live, else stored, else sample.
+
+        ``deadline`` (seconds) bounds the wait for Hugging Face, retries included: a person's
+        command answers from the fallbacks after it instead of waiting out every retry."""
         try:
             if self._upstream_down():
                 raise SourceUnavailable("recent outage")
-            papers = await self._source.search(topic, limit=limit)
+            papers = await self._within(deadline, self._source.search(topic, limit=limit))
         except SourceUnavailable as exc:
             self._note_outage(exc)
             stored, as_of = await self._store.all_papers()
@@ -143,33 +175,21 @@ class PaperService:
         """The latest feed day that can be open now (see :func:`current_feed_day`)."""
         return current_feed_day(self._clock())
 
-    async def daily(self, day: date | None = None) -> PaperBatch:
+    async def daily(self, day: date | None = None, *, deadline: float | None = None) -> PaperBatch:
         """The daily list of ``day`` (default: the feed day open now), else the latest earlier day with papers.
 
         ``day`` is a Hugging Face feed day (:func:`current_feed_day`), never the UTC date. A day
         Hugging Face answers with 400 is not open yet: it is passed over for the day before,
         without any outage back-off or stored-copy notice. The list is the day's batch
         (``date=D&sort=publishedAt``, see :meth:`HuggingFaceClient.daily_papers`); ranking
-        it by upvotes is the caller's.
+        it by upvotes is the caller's. ``deadline`` (seconds) bounds the whole look-up, as in
+        :meth:`search`.
         """
         today = day or self.feed_day()
         try:
             if self._upstream_down():
                 raise SourceUnavailable("recent outage")
-            for back in range(FEED_LOOKBACK_DAYS + 1):
-                candidate = today - timedelta(days=back)
-                try:
-                    papers = await self._source.daily_papers(day=candidate, sort="publishedAt", limit=100)
-                except FeedDayNotOpen:
-                    log.info("the Hugging Face feed of %s is not open yet; using the day before", candidate)
-                    continue
-                if papers:
-                    key = f"feed:{candidate.isoformat()}"
-                    if key not in self._recently_stored and await self._keep(
-                            self._store.save_feed(candidate, papers, fetched_at=self._clock()), f"the {key}"):
-                        self._recently_stored[key] = True
-                    return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
-            return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
+            return await self._within(deadline, self._live_daily(today))
         except SourceUnavailable as exc:
             self._note_outage(exc)
             stored = await self._store.latest_feed(today)
@@ -177,6 +197,23 @@ class PaperService:
                 stored_day, papers, as_of = stored
                 return PaperBatch(papers, Origin.STORED, as_of=as_of, day=stored_day)
             return self._sample_batch(trending=True)
+
+    async def _live_daily(self, today: date) -> PaperBatch:
+        """The list of ``today`` or the latest earlier day with papers, from upstream, stored as it comes."""
+        for back in range(FEED_LOOKBACK_DAYS + 1):
+            candidate = today - timedelta(days=back)
+            try:
+                papers = await self._source.daily_papers(day=candidate, sort="publishedAt", limit=100)
+            except FeedDayNotOpen:
+                log.info("the Hugging Face feed of %s is not open yet; using the day before", candidate)
+                continue
+            if papers:
+                key = f"feed:{candidate.isoformat()}"
+                if key not in self._recently_stored and await self._keep(
+                        self._store.save_feed(candidate, papers, fetched_at=self._clock()), f"the {key}"):
+                    self._recently_stored[key] = True
+                return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
+        return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
 
     async def recent(self, *, days: int, until: date | None = None) -> PaperBatch:
         """Every paper of the feeds of the last ``days`` days (for personal alerts)."""

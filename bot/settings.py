@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     daily_cache_seconds: int = Field(300, validation_alias="PAPERBOY_DAILY_CACHE_SECONDS")
     search_cache_seconds: int = Field(3600, validation_alias="PAPERBOY_SEARCH_CACHE_SECONDS")
     offline_sample: bool = Field(True, validation_alias="PAPERBOY_OFFLINE_SAMPLE")
+    # A person waits at most this long for Hugging Face before the stored copy answers (deliveries wait longer).
+    answer_deadline_seconds: float = Field(4.0, gt=0, le=60, validation_alias="PAPERBOY_ANSWER_DEADLINE")
 
     # Answers
     search_results: int = Field(5, ge=1, le=25, validation_alias="PAPERBOY_SEARCH_RESULTS")
@@ -77,6 +79,28 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: str) -> str:
+        """SQLite or PostgreSQL, with a numeric port: said at start, not as a driver's traceback."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value.strip())
+            port = url.port
+        except ArgumentError:
+            raise ValueError("not a database URL; use sqlite:///path/to/paperboy.db or "
+                             "postgresql://user:password@host:5432/name") from None
+        except ValueError:   # SQLAlchemy reads the port with int()
+            raise ValueError("the port in the database URL is not a number") from None
+        backend = url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"the {backend!r} database is not supported; use sqlite:/// or postgresql://")
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"the port in the database URL must be 1-65535, not {port}")
+        return value.strip()
 
     @field_validator("hf_url", "slack_api_url")
     @classmethod

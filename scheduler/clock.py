@@ -93,7 +93,7 @@ class DeliveryScheduler:
                 log.info("%s", " ".join(report.lines()))
         except asyncio.CancelledError:
             # Only stop() cancels a pass; end quietly (APScheduler would log a traceback).
-            log.warning("delivery pass cancelled at shutdown; its unsent claims are retried after the lease")
+            log.warning("delivery pass cancelled at shutdown")
         except Exception:  # noqa: BLE001 - the next tick tries again
             log.exception("delivery pass failed")
         finally:

@@ -542,6 +542,21 @@ class DeliveryPass:
         for outcome in outcomes:
             self._held.discard(outcome.delivery_id)
 
+    async def _hand_back(self) -> None:
+        """Cancelled (the process is stopping): mark this pass's unfinished claims stale at once, so the
+        next pass of any process takes them over without waiting out the lease. Taken-over claims are
+        looked up on the platform before sending, so a send cut short is not posted twice."""
+        if not self._held:
+            return
+        try:
+            count = await self.deliveries.renew(set(self._held), worker_id=self.worker_id,
+                                                claimed_at=self.stamp() - self.lease - timedelta(seconds=1))
+        except Exception:  # noqa: BLE001 - then the lease hands them back
+            log.warning("handing back %d claims failed; they are taken over after the lease", len(self._held),
+                        exc_info=True)
+            return
+        log.warning("delivery pass cancelled: %d unfinished claims handed back to the next pass", count)
+
     def _finish(self, outcome: Outcome) -> None:
         report = self.report
         if outcome.status == SENT:
@@ -709,13 +724,19 @@ class DeliveryPass:
                 return self.report
             self._writer = OutcomeWriter(self.deliveries, self.stamp, on_written=self._written)
             heartbeat = asyncio.create_task(self._renew_leases())
+            cancelled = False
             try:
                 await fan_out(self._messages(), self._send, concurrency=self.settings.delivery_concurrency,
                               scope_of=lambda message: _platform(message.job), per_scope=PER_SCOPE_CONCURRENCY)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
                 await self._writer.close()
+                if cancelled:
+                    await self._hand_back()
             if self._writer.lost:
                 self.report.problems.append(f"{self._writer.lost} outcomes could not be recorded; "
                                             "they will be retried after the claim lease")

@@ -9,6 +9,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -218,3 +219,55 @@ async def test_socket_mode_reconnects_after_slack_drops_the_socket(paperboy_run:
     assert code == 0 and elapsed < 10
     assert any("slack: connection ended" in line or "Socket Mode connection lost" in line
                for line in process.lines), process.lines
+
+
+async def test_sigterm_mid_delivery_exits_0_within_10_s_and_hands_the_claim_back(
+        paperboy_run: Callable[..., object], tmp_path: Path) -> None:
+    """A channel post is due and Slack accepts the connection but never answers chat.postMessage:
+    SIGTERM during that send stops the process within 10 s, and the claim is handed back (stale at
+    once) for the next pass, which looks on the platform before sending again."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from bot.models import ChannelRef
+    from bot.papers import current_feed_day
+    from storage.models import Delivery
+    from storage.repositories import Storage
+    from tests.delivery_support import add_channel, paper
+    from tests.run_process import run_env
+
+    env = run_env(tmp_path)
+    now = datetime.now(timezone.utc)
+    storage = await asyncio.to_thread(Storage.connect, env["DATABASE_URL"])
+    try:
+        await storage.papers.save_feed(current_feed_day(now), [paper("2511.30001", "Generalization at Scale")],
+                                       fetched_at=now)
+        await add_channel(storage, ChannelRef("slack", "T1", "C1"), at=(now - timedelta(minutes=30)).time(),
+                          tz="UTC", after=now - timedelta(hours=1))
+    finally:
+        await storage.close()
+
+    async def claims() -> list[tuple[str, datetime | None]]:
+        store = Storage.connect(env["DATABASE_URL"], migrate=False)
+        try:
+            async with store.db.read() as session:
+                rows = (await session.execute(select(Delivery.status, Delivery.claimed_at))).all()
+            return [(row.status, row.claimed_at) for row in rows]
+        finally:
+            await store.close()
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        process = await paperboy_run(SLACK_BOT_TOKEN="xoxb-1-mid", SLACK_SIGNING_SECRET="mid-delivery-secret",  # type: ignore[operator]
+                                     SLACK_API_URL=f"http://127.0.0.1:{silent.getsockname()[1]}/api/")
+        async with asyncio.timeout(60):
+            while not [row for row in await claims() if row[0] == "claimed"]:
+                await asyncio.sleep(0.2)
+        code, elapsed = await process.terminate()
+    assert code == 0 and elapsed < 10, process.lines
+    [(status, claimed_at)] = await claims()
+    assert status == "claimed" and claimed_at is not None
+    assert claimed_at < datetime.now(timezone.utc) - timedelta(seconds=90)     # older than the lease: free now
+    assert any("1 unfinished claims handed back" in line for line in process.lines), process.lines
