@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 
 import snowballstemmer
@@ -69,6 +69,7 @@ _GROUP = re.compile(r"[^\W_]+(?:[-‐‑–][^\W_]+)*")
 _HYPHEN = re.compile(r"[-‐‑–]")
 _POSSESSIVE = re.compile(r"['’]s\b")
 _ACRONYM_PLURAL = re.compile(r"^[A-Z][A-Za-z0-9]*[A-Z0-9]s$")
+_ACRONYM_PLURALS = re.compile(r"(?<![^\W_])([A-Z][A-Za-z0-9]*[A-Z0-9])s(?![^\W_])")
 _BRITISH = re.compile(r"is(ation|ations|e|ed|es|ing)$")
 _SEPARATOR = "|"  # a token no form contains: phrases never run across keywords or fields
 
@@ -177,6 +178,7 @@ class Vocabulary:
     abbreviations: frozenset[str]
     opaque: tuple[tuple[str, ...], ...]
     longest: int
+    key: Callable[[str], str]  # the matching key of a lower-case word (cached)
 
     @classmethod
     def parse(cls, text: str) -> Vocabulary:
@@ -231,7 +233,8 @@ class Vocabulary:
                 by_form[form] = refined
         opaque = tuple(_phrase_key(label, abbreviations) for label in opaque_labels)
         return cls(terms=tuple(terms), by_form=by_form, abbreviations=abbreviations, opaque=opaque,
-                   longest=max((len(f) for f in by_form), default=1))
+                   longest=max((len(f) for f in by_form), default=1),
+                   key=lru_cache(maxsize=200_000)(partial(_key, abbreviations=abbreviations)))
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -256,48 +259,50 @@ def field_vocabulary() -> Vocabulary:
 
 @dataclass(frozen=True, slots=True)
 class FieldText:
-    """One field of a paper as a stem sequence, with where each stem occurs."""
+    """One field of a paper as a stem sequence (found in with ``tuple.index``, no per-paper index)."""
 
     tokens: tuple[str, ...]
-    positions: Mapping[str, tuple[int, ...]]
+    joined: Mapping[str, tuple[int, ...]]  # "over-parameterized" is also "overparameterized", at "over"
     lead: int = 0  # tokens of the first sentence (where an abstract states its subject)
 
     @classmethod
     def of(cls, texts: Iterable[str], vocabulary: Vocabulary) -> FieldText:
         tokens: list[str] = []
-        joined: list[tuple[str, int]] = []  # "over-parameterized" is also "overparameterized", at its first part
-        key, abbreviations, append = _key, vocabulary.abbreviations, tokens.append
+        joined: dict[str, list[int]] = {}
+        key, append = vocabulary.key, tokens.append
         for text in texts:
             if tokens:
                 append(_SEPARATOR)
             if "'" in text or "’" in text:
                 text = _POSSESSIVE.sub("", text)
-            for group in _GROUP.findall(text):
-                if group.isalnum():  # the common case, one plain word: _groups inlined
-                    if group[-1] == "s" and group[0].isupper() and _ACRONYM_PLURAL.match(group):
-                        group = group[:-1]
-                    append(key(group.lower() if group.isascii() else group.casefold(), abbreviations))
+            text = _ACRONYM_PLURALS.sub(r"\1", text)  # what _groups does word by word, on the whole text
+            for group in _GROUP.findall(text.lower() if text.isascii() else text.casefold()):
+                if group.isalnum():  # the common case, one plain word
+                    append(key(group))
                     continue
-                parts = _groups(group)[0]
-                joined.append((stem("".join(parts)), len(tokens)))
-                tokens.extend(key(part, abbreviations) for part in parts)
-        positions: dict[str, list[int]] = {}
-        for index, token in enumerate(tokens):
-            positions.setdefault(token, []).append(index)
-        for key, index in joined:
-            positions.setdefault(key, []).append(index)
-        return cls(tokens=tuple(tokens), positions={k: tuple(sorted(v)) for k, v in positions.items()})
+                parts = _HYPHEN.split(group)
+                joined.setdefault(stem("".join(parts)), []).append(len(tokens))
+                tokens.extend(key(part) for part in parts)
+        return cls(tokens=tuple(tokens), joined={k: tuple(v) for k, v in joined.items()})
 
     def __contains__(self, stemmed: object) -> bool:
-        return stemmed in self.positions
+        return stemmed in self.tokens or stemmed in self.joined
 
     def find(self, form: tuple[str, ...]) -> list[int]:
         """Start positions of ``form`` (a stem sequence) in this field."""
-        starts = self.positions.get(form[0], ())
-        if len(form) == 1:
-            return list(starts)
-        tokens, size = self.tokens, len(form)
-        return [p for p in starts if tuple(tokens[p:p + size]) == form]
+        tokens, first, size = self.tokens, form[0], len(form)
+        found: list[int] = []
+        index = -1
+        try:
+            while True:
+                index = tokens.index(first, index + 1)
+                if size == 1 or tokens[index:index + size] == form:
+                    found.append(index)
+        except ValueError:
+            pass
+        if size == 1 and first in self.joined:
+            found = sorted(found + list(self.joined[first]))
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +344,8 @@ class PaperTerms:
             "abstract": replace(FieldText.of([t for t in (paper.summary, paper.ai_summary or "") if t], vocabulary),
                                 lead=sum(len(_HYPHEN.split(g)) for g in _GROUP.findall(_first_sentence(paper.summary)))),
         }
-        stems = frozenset(s for f in fields.values() for s in f.positions if s != _SEPARATOR)
+        stems = frozenset().union(*(f.tokens for f in fields.values()), *(f.joined for f in fields.values()))
+        stems -= {_SEPARATOR}
         return cls(paper=paper, fields=fields, stems=stems)
 
 
@@ -419,7 +425,7 @@ def can_match(text: str) -> bool:
 class Topic:
     """A parsed topic, ready to score papers."""
 
-    __slots__ = ("text", "concepts", "required", "_opaque", "_vocabulary")
+    __slots__ = ("text", "concepts", "required", "_opaque", "_vocabulary", "_hidden")
 
     def __init__(self, text: str, vocabulary: Vocabulary | None = None) -> None:
         self.text = text
@@ -430,6 +436,7 @@ class Topic:
         query = _phrase_key(text, self._vocabulary.abbreviations)
         self._opaque = tuple(o for o in self._vocabulary.opaque
                              if not any(query[i:i + len(o)] == o for i in range(len(query))))
+        self._hidden: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
 
     @property
     def terms(self) -> tuple[tuple[str, str], ...]:
@@ -441,12 +448,16 @@ class Topic:
         found: dict[str, list[str]] = {}
         hits: dict[str, list[tuple[int, int, float]]] = {}  # field -> (start, end, factor)
         factors = concept.factors or (1.0,) * len(concept.forms)
+        stems = doc.stems
         for form, label, factor in zip(concept.forms, concept.form_labels, factors):
-            if not all(s in doc.stems for s in form):
+            if form[0] not in stems or (len(form) > 1 and not all(s in stems for s in form)):
                 continue
+            hidden_by = self._opaque_for(form)
             for name in FIELD_ORDER:
                 text = doc.fields[name]
-                starts = [p for p in text.find(form) if not self._inside_opaque(text, p, len(form))]
+                starts = text.find(form)
+                if hidden_by and starts:
+                    starts = [p for p in starts if not _inside(text, p, len(form), hidden_by)]
                 if not starts:
                     continue
                 fields = found.setdefault(label, [])
@@ -461,29 +472,35 @@ class Topic:
             # "large language models (LLMs)" is one mention: occurrences that overlap or follow
             # within DEFINITION_GAP tokens of each other count once, at their best factor.
             spans.sort()
-            merged: list[list[float]] = []
-            for start, end, factor in spans:
-                if merged and start <= merged[-1][1] + DEFINITION_GAP:
-                    merged[-1][1] = max(merged[-1][1], end)
-                    merged[-1][2] = max(merged[-1][2], factor)
-                else:
-                    merged.append([start, end, factor])
-            length = len(doc.fields[name].tokens)
-            norm = 1 - FIELD_B[name] + FIELD_B[name] * length / TYPICAL_LENGTH[name]
-            lead = doc.fields[name].lead
-            mass += FIELD_WEIGHTS[name] * sum(m[2] * (LEAD_WEIGHT if m[0] < lead else 1.0) for m in merged) / norm
-            positions[name] = tuple(int(m[0]) for m in merged)
+            text = doc.fields[name]
+            lead = text.lead
+            counted = 0.0
+            starts: list[int] = []
+            first, last, best = spans[0]
+            for start, end, factor in spans[1:]:
+                if start <= last + DEFINITION_GAP:
+                    last = max(last, end)
+                    best = max(best, factor)
+                    continue
+                counted += best * (LEAD_WEIGHT if first < lead else 1.0)
+                starts.append(first)
+                first, last, best = start, end, factor
+            counted += best * (LEAD_WEIGHT if first < lead else 1.0)
+            starts.append(first)
+            norm = 1 - FIELD_B[name] + FIELD_B[name] * len(text.tokens) / TYPICAL_LENGTH[name]
+            mass += FIELD_WEIGHTS[name] * counted / norm
+            positions[name] = tuple(starts)
         return Evidence(concept=concept, strength=mass / (mass + SATURATION),
                         found=tuple((label, tuple(fields)) for label, fields in found.items()), starts=positions)
 
-    def _inside_opaque(self, text: FieldText, start: int, size: int) -> bool:
-        """Whether the occurrence at ``start`` only exists inside a compound of another meaning."""
-        for compound in self._opaque:
-            for offset in range(len(compound) - size + 1):
-                begin = start - offset
-                if begin >= 0 and text.tokens[begin:begin + len(compound)] == compound:
-                    return True
-        return False
+    def _opaque_for(self, form: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """The compounds of another meaning that can contain ``form`` ("hate speech" for "speech")."""
+        hidden = self._hidden.get(form)
+        if hidden is None:
+            hidden = self._hidden[form] = tuple(
+                c for c in self._opaque
+                if len(c) > len(form) and any(c[i:i + len(form)] == form for i in range(len(c) - len(form) + 1)))
+        return hidden
 
     def relevance(self, doc: PaperTerms, *, weights: Mapping[Concept, float] | None = None,
                   threshold: float = ALERT_THRESHOLD) -> Relevance:
@@ -554,6 +571,16 @@ class Topic:
                     yield f"{label} ({where})"
                 else:
                     yield f"{label} → {form_label} ({where})"
+
+
+def _inside(text: FieldText, start: int, size: int, compounds: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether the occurrence at ``start`` only exists inside one of ``compounds``."""
+    for compound in compounds:
+        for offset in range(len(compound) - size + 1):
+            begin = start - offset
+            if begin >= 0 and text.tokens[begin:begin + len(compound)] == compound:
+                return True
+    return False
 
 
 @lru_cache(maxsize=20_000)
@@ -656,16 +683,23 @@ def _abbreviation_label(term: FieldTerm, key: tuple[str, ...]) -> str:
 
 
 class TopicIndex:
-    """Many topics matched against many papers through an inverted stem index."""
+    """Many topics matched against many papers through an inverted stem index.
+
+    The index holds only the stems some topic asked for (built on first use), so one search over
+    50 candidates does not pay for indexing every word of every abstract.
+    """
 
     def __init__(self, papers: Sequence[Paper]) -> None:
         self.docs = [PaperTerms.of(p) for p in papers]
-        postings: dict[str, set[int]] = {}
-        for index, doc in enumerate(self.docs):
-            for stemmed in doc.stems:
-                postings.setdefault(stemmed, set()).add(index)
-        self._postings = {k: frozenset(v) for k, v in postings.items()}
+        self._postings: dict[str, frozenset[int]] = {}
         self._topics: dict[str, Topic] = {}
+
+    def _with_stem(self, stemmed: str) -> frozenset[int]:
+        found = self._postings.get(stemmed)
+        if found is None:
+            found = self._postings[stemmed] = frozenset(
+                index for index, doc in enumerate(self.docs) if stemmed in doc.stems)
+        return found
 
     def topic(self, text: str) -> Topic:
         cached = self._topics.get(text)
@@ -677,7 +711,7 @@ class TopicIndex:
         """Papers holding every stem of some form of ``concept`` (a superset of those holding the form)."""
         found: set[int] = set()
         for form in concept.forms:
-            sets = [self._postings.get(s) for s in form]
+            sets = [self._with_stem(s) for s in form]
             if all(sets):
                 found |= frozenset.intersection(*sets)  # type: ignore[arg-type]
         return frozenset(found)
