@@ -20,6 +20,7 @@ from bot.app import App, build_app
 from bot.logs import configure_logging
 from bot.models import Reply
 from bot.settings import Settings
+from bot.supervision import CredentialsRejected
 
 log = logging.getLogger("paperboy")
 
@@ -372,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdapterConfigError as exc:
         print(f"paperboy: bad configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CredentialsRejected as exc:          # a one-shot command's login (deliver): fix the setting
+        print(f"paperboy: {exc}; fix {exc.setting}", file=sys.stderr)
+        return EXIT_REJECTED
     except SQLAlchemyError as exc:
         log.debug("database failure", exc_info=True)
         print(_database_problem(settings, exc), file=sys.stderr)

@@ -29,6 +29,7 @@ from adapters.discord import DiscordAdapter
 from adapters.discord.gateway import DiscordGateway
 from bot.app import App, build_app
 from bot.models import UserRef
+from bot.supervision import Backoff, ConnectionState, CredentialsRejected, Supervisor
 from tests.conftest import make_settings
 from tests.fakes.discord_api import GUILD_ID, USER_ID, FakeDiscordApi, slash_payload
 from tests.fakes.discord_gateway import FakeDiscordGateway, GatewayConnection
@@ -338,8 +339,9 @@ async def test_close_code_discord_py_does_not_resume_ends_the_run(start_bot: Sta
 
 async def test_token_rejected_at_login_is_not_a_connection_problem(start_bot: Start, api: FakeDiscordApi) -> None:
     bot = await start_bot(DISCORD_TOKEN="MTIz.wrong-token")
-    with pytest.raises(discord.LoginFailure):
+    with pytest.raises(CredentialsRejected) as caught:
         await bot.run()
+    assert caught.value.setting == "DISCORD_TOKEN" and "401" in caught.value.detail
     assert api.names() == ["get_me"] and api.gateway.connections == []
     assert bot.adapter.client.is_closed()
 
@@ -347,8 +349,9 @@ async def test_token_rejected_at_login_is_not_a_connection_problem(start_bot: St
 async def test_gateway_closing_with_4004_is_a_rejected_token(start_bot: Start, api: FakeDiscordApi) -> None:
     bot = await start_bot()
     api.gateway.token = "MTIz.a-token-the-gateway-wants"
-    with pytest.raises(discord.LoginFailure, match="4004"):
+    with pytest.raises(CredentialsRejected) as caught:
         await bot.run()
+    assert caught.value.setting == "DISCORD_TOKEN" and "4004" in caught.value.detail
     [connection] = api.gateway.connections
     assert connection.close_code == 4004 and bot.connects == 0
 
@@ -368,3 +371,90 @@ async def test_discord_unreachable_ends_the_run_quietly(start_bot: Start, caplog
     # Nothing from discord.py at INFO or above: the failure line is the supervisor's, one per attempt.
     assert [r.getMessage() for r in caplog.records if r.name.startswith("discord") and r.levelno >= logging.INFO] == []
     assert TOKEN not in caplog.text
+
+
+# --- under the supervisor ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Supervised:
+    supervisor: Supervisor
+    task: asyncio.Task[None]
+    states: list[ConnectionState]
+
+    async def healthy(self, timeout: float = 30) -> None:
+        await self.supervisor.wait_for(lambda s: s.healthy(), timeout=timeout)
+
+
+@pytest.fixture
+async def supervise() -> AsyncIterator[Callable[[Bot], Supervised]]:
+    running: list[Supervised] = []
+
+    def start(bot: Bot) -> Supervised:
+        supervisor = Supervisor(backoff=Backoff(initial=0.05, cap=0.2))
+        supervisor.add(bot.connection)
+        states: list[ConnectionState] = []
+        supervisor.on_change(lambda status: states.append(status.state))
+        supervised = Supervised(supervisor, asyncio.create_task(supervisor.run()), states)
+        running.append(supervised)
+        return supervised
+
+    yield start
+    for supervised in running:
+        supervised.task.cancel()
+        await asyncio.gather(supervised.task, return_exceptions=True)
+
+
+def retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "bot.supervision" and r.levelno == logging.WARNING and r.getMessage().startswith("discord:")]
+
+
+async def test_supervised_gateway_failing_once_is_one_line_then_connected_and_answering(
+        start_bot: Start, supervise: Callable[[Bot], Supervised], caplog: pytest.LogCaptureFixture) -> None:
+    """The issue's third failure: the gateway fails once while REST works. One line, then a new attempt."""
+    caplog.set_level(logging.INFO)
+    bot = await start_bot()
+    bot.gateway.refuse_connections(1)
+    supervised = supervise(bot)
+    await supervised.healthy()
+    [line] = retry_lines(caplog)
+    assert line.startswith("discord: WSServerHandshakeError: 503") and "next try in" in line
+    assert not [r for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG]
+    assert not [r for r in caplog.records if r.name.startswith("discord") and r.levelno >= logging.WARNING]
+    assert await subscribe(bot, "robotics") < ANSWER_DEADLINE
+    assert await topics(bot) == ["robotics"]
+
+
+async def test_supervised_failed_resume_shows_down_then_reconnects_and_answers(
+        start_bot: Start, supervise: Callable[[Bot], Supervised], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    bot = await start_bot()
+    supervised = supervise(bot)
+    await supervised.healthy()
+    bot.gateway.refuse_connections(1)
+    await bot.gateway.drop()
+    await supervised.supervisor.wait_for(lambda s: not s.healthy(), timeout=30)
+    status = supervised.supervisor.status("discord")
+    assert status.last_error is not None and "WSServerHandshakeError" in status.last_error
+    await supervised.healthy()
+    assert ConnectionState.BACKING_OFF in supervised.states
+    assert len(retry_lines(caplog)) == 1
+    assert len(bot.gateway.identified()) == 2
+    assert await subscribe(bot, "robotics") < ANSWER_DEADLINE
+
+
+async def test_supervised_rejected_token_stops_discord_with_one_line(
+        start_bot: Start, supervise: Callable[[Bot], Supervised], caplog: pytest.LogCaptureFixture,
+        api: FakeDiscordApi) -> None:
+    caplog.set_level(logging.INFO)
+    wrong = "MTIz.wrong-token.NEVER-LOG-ME-EITHER"
+    bot = await start_bot(DISCORD_TOKEN=wrong)
+    supervised = supervise(bot)
+    await supervised.task                       # the only connection stopped for good: run() returns
+    status = supervised.supervisor.status("discord")
+    assert status.state is ConnectionState.STOPPED and status.rejected_setting == "DISCORD_TOKEN"
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "DISCORD_TOKEN" in line and "401" in line
+    assert api.names() == ["get_me"]             # not retried
+    assert wrong not in caplog.text and TOKEN not in caplog.text

@@ -40,7 +40,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 from adapters.base import DeliveryKey, SendError, SentMessage
 from adapters.discord.commands import DiscordCommands
 from adapters.discord.errors import send_error
-from adapters.discord.gateway import DiscordGateway, GatewayAddress, quiet_expected_notices
+from adapters.discord.gateway import DiscordGateway, GatewayAddress, login_or_rejected, quiet_expected_notices
 from adapters.discord.payloads import PLATFORM
 from adapters.discord.render import message_payload
 from bot.core import Paperboy
@@ -175,11 +175,11 @@ class DiscordAdapter:
     async def login(self) -> None:
         """Log in over REST (once per client); the first time also sync the slash commands and log the invite URL.
 
-        A token Discord rejects (HTTP 401) raises :class:`discord.LoginFailure`.
+        A token Discord rejects (HTTP 401) raises :class:`bot.supervision.CredentialsRejected`.
         """
         assert self.settings.discord_token is not None
         if self._logged_in is not self.client:
-            await self.client.login(self.settings.discord_token.get_secret_value())
+            await login_or_rejected(self.client.login(self.settings.discord_token.get_secret_value()))
             self._logged_in = self.client
         if self._commands_synced:
             return
@@ -199,13 +199,17 @@ class DiscordAdapter:
         log.info("add Paperboy to a Discord server: %s", self.invite_url)
 
     async def start_sending(self) -> None:
-        """Log in over REST only: enough to send, without syncing commands or joining the gateway."""
+        """Log in over REST only: enough to send, without syncing commands or joining the gateway.
+
+        A rejected token raises :class:`bot.supervision.CredentialsRejected` naming ``DISCORD_TOKEN``.
+        """
         assert self.settings.discord_token is not None
-        await self.client.login(self.settings.discord_token.get_secret_value())
+        await login_or_rejected(self.client.login(self.settings.discord_token.get_secret_value()))
         self._logged_in = self.client
 
     async def start(self) -> None:
-        """Log in, sync commands, then run the gateway connection in a background task; returns after login."""
+        """Log in, sync commands, then run the gateway in a background task, unsupervised (embedding and
+        tests); ``paperboy run`` instead hands :meth:`connections` to its supervisor."""
         await self.login()
         self._gateway = asyncio.create_task(DiscordGateway(self).run(lambda: None), name="discord-gateway")
         self._gateway.add_done_callback(self._gateway_done)

@@ -25,6 +25,9 @@ back-off; a token Discord rejects is not retried.
   failed first connect ``self.ws`` is None and ``self.ws.sequence`` raises
   AttributeError, which kills the gateway task while REST keeps working, the
   bot "running deaf"), and it logs a full traceback per retry.
+* **Rejected token.** HTTP 401 at login (discord.py's ``LoginFailure``) or the
+  gateway closing with 4004 raises :class:`bot.supervision.CredentialsRejected`
+  naming ``DISCORD_TOKEN``: the supervisor logs one line and stops retrying.
 * **Clean restart.** Every run ends by closing its client (socket and HTTP
   session); discord.py cannot log a closed client in again (its connector is
   closed with the session), so the next run builds a fresh one.
@@ -34,12 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
+
+from bot.supervision import CredentialsRejected
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTHENTICATION_FAILED = 4004      # gateway close code: the token in IDENTIFY is wrong
+TOKEN_SETTING = "DISCORD_TOKEN"
 
 # What discord.py logs on every client it builds or logs in, expected here: Paperboy asks for no intent
 # and uses no voice. With a fresh client per restart they would repeat on every retry.
@@ -133,12 +139,20 @@ class DiscordGateway:
             await client.connect(reconnect=False)
         except discord.ConnectionClosed as exc:
             if exc.code == AUTHENTICATION_FAILED:
-                raise discord.LoginFailure("Discord closed the gateway: authentication failed (4004)") from None
+                raise CredentialsRejected(TOKEN_SETTING, "gateway close 4004 authentication failed") from None
             raise
         finally:
             if ready is not None:
                 ready.cancel()
             await client.close()
+
+
+async def login_or_rejected(login: Awaitable[None]) -> None:
+    """Await a REST login; Discord's 401 becomes :class:`CredentialsRejected` naming ``DISCORD_TOKEN``."""
+    try:
+        await login
+    except discord.LoginFailure:
+        raise CredentialsRejected(TOKEN_SETTING, "HTTP 401 Unauthorized") from None
 
 
 def _call_if_done(done: asyncio.Future[Any], connected: Callable[[], None]) -> None:
