@@ -271,3 +271,37 @@ async def test_sigterm_mid_delivery_exits_0_within_10_s_and_hands_the_claim_back
     assert status == "claimed" and claimed_at is not None
     assert claimed_at < datetime.now(timezone.utc) - timedelta(seconds=90)     # older than the lease: free now
     assert any("1 unfinished claims handed back" in line for line in process.lines), process.lines
+
+
+async def test_slack_http_mode_goes_down_when_slack_stops_answering_and_comes_back(sqlite_url: str) -> None:
+    """HTTP mode has no socket to watch: a periodic auth.test tells whether Slack still answers (here
+    HTTP 503, as Slack's edge answers during an outage) and still takes the token."""
+    from adapters.slack.adapter import SlackAdapter, SlackHttpConnection
+    from bot.app import build_app
+    from tests.conftest import make_settings
+
+    async with FakeSlackApi() as slack:
+        settings = make_settings(DATABASE_URL=sqlite_url, SLACK_BOT_TOKEN="xoxb-1-http", SLACK_API_URL=slack.url,
+                                 SLACK_SIGNING_SECRET="http-mode-secret")
+        app = await asyncio.to_thread(build_app, settings)
+        adapter = SlackAdapter(settings, app.core, app.storage)
+        [connection] = adapter.connections()
+        assert isinstance(connection, SlackHttpConnection)
+        connection.recheck_seconds = 0.1
+        supervisor = fast_supervisor()
+        supervisor.add(connection)
+        running = asyncio.create_task(supervisor.run())
+        try:
+            await supervisor.wait_for(lambda s: s.healthy(), timeout=10)
+            slack.fail("auth.test", "service_unavailable", status=503)
+            await supervisor.wait_for(lambda s: not s.healthy(), timeout=10)
+            assert "503" in (supervisor.status("slack").last_error or "")
+            slack.clear_failures()
+            await supervisor.wait_for(lambda s: s.healthy(), timeout=10)
+            slack.fail("auth.test", "token_revoked")
+            await supervisor.wait_for(lambda s: s.status("slack").rejected_setting == "SLACK_BOT_TOKEN", timeout=10)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await adapter.stop()
+            await app.close()

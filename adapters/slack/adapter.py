@@ -104,6 +104,7 @@ DM_CHANNEL_CACHE_SIZE = 100_000   # (workspace, user) -> DM channel id; a DM cha
 MODAL_ACK_BUDGET_SECONDS = 2.0    # Slack wants a view_submission answered within 3 s
 SOCKET_CONNECT_TIMEOUT_SECONDS = 15.0   # apps.connections.open answered, but the WebSocket does not open
 SOCKET_CHECK_SECONDS = 1.0              # how often a live Socket Mode connection is checked
+HTTP_RECHECK_SECONDS = 300.0            # HTTP mode: how often auth.test confirms Slack still takes the token
 # Errors meaning the token itself is refused (not a transient failure): retrying cannot help.
 REJECTED_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
                                    "token_expired", "not_allowed_token_type"})
@@ -760,14 +761,18 @@ async def _close_quietly(handler: Any) -> None:
 
 class SlackHttpConnection:
     """HTTP mode: Slack posts to the process's web server; what can go down is the bot token and the
-    way to Slack, so this checks ``auth.test`` and then holds until stopped."""
+    way to Slack (answers go out through it), so this checks ``auth.test`` at start and every
+    :attr:`recheck_seconds`, and ends (to be retried) when a check fails."""
 
     name = "slack"
 
-    def __init__(self, adapter: SlackAdapter) -> None:
+    def __init__(self, adapter: SlackAdapter, *, recheck_seconds: float = HTTP_RECHECK_SECONDS) -> None:
         self.adapter = adapter
+        self.recheck_seconds = recheck_seconds
 
     async def run(self, connected: Any) -> None:
         await self.adapter.check_credentials()
         connected()
-        await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(self.recheck_seconds)
+            await self.adapter.check_credentials()
