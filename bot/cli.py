@@ -173,8 +173,8 @@ async def _run(app: App) -> int:
     scheduler = DeliveryScheduler(app)
     supervisor.add(SchedulerConnection(scheduler))   # added last: stopped first, while platforms can still send
 
-    # The console is a local session: its health endpoint listens on loopback only.
     app.metrics.watch(supervisor)
+    # The console is a local session: its health endpoint listens on loopback only.
     server = OpsServer(supervisor, host="127.0.0.1" if console is not None else "0.0.0.0", port=app.settings.port,
                        metrics=app.metrics.exposition, details=lambda: {"delivery": scheduler_details(scheduler)})
     for adapter in adapters:
