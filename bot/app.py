@@ -35,7 +35,9 @@ class App:
     metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
+        """Stop asking Hugging Face, store every paper still queued, then close the database."""
         await self.hf.aclose()
+        await self.papers.close()
         await self.storage.close()
 
 

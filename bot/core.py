@@ -106,9 +106,7 @@ class Paperboy:
         ctx = _with_known_zone(ctx)
         try:
             reply = await handler(ctx, args)
-            notice = await self.storage.topics.take_notice(ctx.user)
-            if ctx.user_timezone:
-                await self.storage.topics.remember_timezone(ctx.user, ctx.user_timezone)
+            notice = await self.storage.topics.after_command(ctx.user, ctx.user_timezone)
         except InputError as exc:
             return Reply(kind=ReplyKind.ERROR, title="That did not work", lines=(str(exc),))
         except NoPapersAvailable:

@@ -15,11 +15,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from cachetools import TTLCache
-
 from bot.hf_client import FeedDayNotOpen, SourceRefused, SourceUnavailable
 from bot.schedule import utcnow
 from bot.models import Paper
+from storage.paper_writer import PaperWriter
 from storage.repositories import PaperStore
 
 log = logging.getLogger(__name__)
@@ -101,16 +100,20 @@ class PaperService:
     def __init__(self, source: PaperSource, store: PaperStore, *,
                  sample: Callable[[], list[Paper]] | None = None,
                  clock: Callable[[], datetime] = utcnow,
-                 store_every_seconds: float = 600) -> None:
+                 store_every_seconds: float = 600,
+                 writer: PaperWriter | None = None) -> None:
         self._source = source
         self._store = store
         self._sample = sample
         self._clock = clock
         self._down_until: datetime | None = None
-        # Papers (and feed days) stored lately: popular papers turn up in many searches and cached
-        # answers repeat, so each is written once a while, not on every command.
-        self._recently_stored: TTLCache[str, bool] = TTLCache(maxsize=20_000, ttl=store_every_seconds)
         self.asking = 0   # calls to upstream under way now (the console says "asking Hugging Face…")
+        # The stored copy is written in the background, in batches: no answer waits for it.
+        self.writer = writer or PaperWriter(store, store_every_seconds=store_every_seconds)
+
+    async def close(self) -> None:
+        """Store everything still queued (call before the database is closed)."""
+        await self.writer.close()
 
     def _upstream_down(self) -> bool:
         """True while a recent outage says not to wait on upstream again yet."""
@@ -160,15 +163,13 @@ class PaperService:
             papers = await self._within(deadline, self._source.search(topic, limit=limit))
         except SourceUnavailable as exc:
             self._note_outage(exc)
+            await self.writer.flush()   # the stored copy includes everything seen so far
             stored, as_of = await self._store.all_papers()
             if stored:
                 return PaperBatch(stored, Origin.STORED, as_of=as_of)
             return self._sample_batch()
         self._down_until = None
-        fresh = [p for p in papers if p.paper_id not in self._recently_stored]
-        if fresh and await self._keep(self._store.save(fresh, fetched_at=self._clock()), "search results"):
-            for paper in fresh:
-                self._recently_stored[paper.paper_id] = True
+        self.writer.submit(papers, fetched_at=self._clock())
         return PaperBatch(papers, Origin.LIVE, as_of=self._clock())
 
     def feed_day(self) -> date:
@@ -192,6 +193,7 @@ class PaperService:
             return await self._within(deadline, self._live_daily(today))
         except SourceUnavailable as exc:
             self._note_outage(exc)
+            await self.writer.flush()
             stored = await self._store.latest_feed(today)
             if stored is not None:
                 stored_day, papers, as_of = stored
@@ -208,10 +210,7 @@ class PaperService:
                 log.info("the Hugging Face feed of %s is not open yet; using the day before", candidate)
                 continue
             if papers:
-                key = f"feed:{candidate.isoformat()}"
-                if key not in self._recently_stored and await self._keep(
-                        self._store.save_feed(candidate, papers, fetched_at=self._clock()), f"the {key}"):
-                    self._recently_stored[key] = True
+                self.writer.submit_feed(candidate, papers, fetched_at=self._clock())
                 return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
         return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
 
@@ -221,18 +220,9 @@ class PaperService:
         if latest.origin is not Origin.LIVE or latest.day is None:
             return latest
         since = latest.day - timedelta(days=max(0, days - 1))
+        await self.writer.flush()   # the feeds just fetched are read back from storage
         papers = await self._store.feed_since(since)
         return PaperBatch(papers, Origin.LIVE, as_of=latest.as_of, day=latest.day)
-
-    @staticmethod
-    async def _keep(saving: Awaitable[object], what: str) -> bool:
-        """Store a copy; a failure is logged and never costs the answer it came with."""
-        try:
-            await saving
-        except Exception:  # noqa: BLE001 - the live answer is still good
-            log.exception("storing %s failed; answering without a stored copy", what)
-            return False
-        return True
 
     def _sample_batch(self, *, trending: bool = False) -> PaperBatch:
         papers = self._sample() if self._sample else []

@@ -8,12 +8,14 @@ objects, so callers cannot trigger lazy loads outside a session.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +34,7 @@ from storage.models import (
 
 
 _insert = insert_for
+_UNSET = object()
 
 
 # --- records -------------------------------------------------------------------------
@@ -160,20 +163,46 @@ class PaperStore:
         """Store ``day``'s feed in its order, replacing what was stored for that day."""
         fetched_at = fetched_at or utcnow()
         await self.save(papers, fetched_at=fetched_at)
+        async with self._db.transaction() as session:
+            await self._store_feed(session, day, papers, fetched_at)
+
+    async def save_batch(self, papers: Sequence[tuple[Paper, datetime]],
+                         feeds: Sequence[tuple[date, Sequence[Paper], datetime]] = ()) -> None:
+        """Papers (each with when it was fetched) and whole feed days, in one transaction."""
+        if not papers and not feeds:
+            return
+        latest: dict[str, tuple[Paper, datetime]] = {}
+        for day, listed, fetched_at in feeds:
+            for paper in listed:
+                latest[paper.paper_id] = (paper, fetched_at)
+        for paper, fetched_at in papers:
+            latest[paper.paper_id] = (paper, fetched_at)
+        # In id order: two processes upserting overlapping batches on PostgreSQL take row locks in
+        # the same order, so they queue instead of deadlocking.
+        rows = [_paper_values(*latest[pid]) for pid in sorted(latest)]
+        async with self._db.transaction() as session:
+            if rows:
+                stmt = _insert(session)(PaperRecord.__table__)
+                refreshed = {c: stmt.excluded[c] for c in rows[0] if c != "paper_id"}
+                await session.execute(stmt.on_conflict_do_update(index_elements=["paper_id"], set_=refreshed), rows)
+            for day, listed, fetched_at in feeds:
+                await self._store_feed(session, day, listed, fetched_at)
+
+    @staticmethod
+    async def _store_feed(session: AsyncSession, day: date, papers: Sequence[Paper], fetched_at: datetime) -> None:
         positions: dict[str, int] = {}
         for position, paper in enumerate(papers):
             positions.setdefault(paper.paper_id, position)
         rows = [{"feed_date": day, "paper_id": pid, "position": pos, "fetched_at": fetched_at}
                 for pid, pos in positions.items()]
-        async with self._db.transaction() as session:
-            # Upsert, not delete-and-insert: two processes may store the same day at once.
-            await session.execute(delete(FeedEntry).where(FeedEntry.feed_date == day,
-                                                          FeedEntry.paper_id.not_in(list(positions))))
-            if rows:
-                stmt = _insert(session)(FeedEntry.__table__)
-                await session.execute(stmt.on_conflict_do_update(
-                    index_elements=["feed_date", "paper_id"],
-                    set_={"position": stmt.excluded.position, "fetched_at": stmt.excluded.fetched_at}), rows)
+        # Upsert, not delete-and-insert: two processes may store the same day at once.
+        await session.execute(delete(FeedEntry).where(FeedEntry.feed_date == day,
+                                                      FeedEntry.paper_id.not_in(list(positions))))
+        if rows:
+            stmt = _insert(session)(FeedEntry.__table__)
+            await session.execute(stmt.on_conflict_do_update(
+                index_elements=["feed_date", "paper_id"],
+                set_={"position": stmt.excluded.position, "fetched_at": stmt.excluded.fetched_at}), rows)
 
     async def latest_feed(self, on_or_before: date | None = None) -> tuple[date, list[Paper], datetime] | None:
         """The most recent stored feed day (not after ``on_or_before``): day, papers, when fetched."""
@@ -226,11 +255,65 @@ class PaperStore:
 # --- people and their topics -----------------------------------------------------------
 
 
-class UserTopics:
-    """A person's topic subscriptions and alert settings."""
+SETTLED_RECHECK_SECONDS = 30.0
 
-    def __init__(self, db: Database) -> None:
+
+class UserTopics:
+    """A person's topic subscriptions and alert settings.
+
+    Every command ends with :meth:`after_command` (a pending notice to show, a time zone to
+    remember). Most people have neither, so the answer "nothing to do" is kept per person for
+    ``recheck_seconds``: their next commands touch no database. Every write through this object
+    forgets the person at once; a notice left by *another* process sharing the database (the
+    one that ran their delivery) shows up at their first command after at most
+    ``recheck_seconds``.
+    """
+
+    def __init__(self, db: Database, *, recheck_seconds: float = SETTLED_RECHECK_SECONDS) -> None:
         self._db = db
+        # person -> the platform time zone their last check was made with
+        self._settled: TTLCache[UserRef, str | None] = TTLCache(maxsize=100_000, ttl=recheck_seconds)
+        self._writes = 0   # a check that overlapped a write is not remembered
+
+    def _changed(self, user: UserRef) -> None:
+        self._writes += 1
+        self._settled.pop(user, None)
+
+    @asynccontextmanager
+    async def _write_for(self, user: UserRef) -> AsyncIterator[AsyncSession]:
+        """A write transaction about ``user``; their settled state is forgotten before and after it."""
+        self._changed(user)
+        try:
+            async with self._db.transaction() as session:
+                yield session
+        finally:
+            self._changed(user)
+
+    async def after_command(self, user: UserRef, platform_timezone: str | None) -> str | None:
+        """After a command: the person's pending notice (cleared once read), and the zone the
+        platform reports for them stored if they have none. Usually answered from memory."""
+        settled = self._settled.get(user, _UNSET)
+        if settled is not _UNSET and (platform_timezone is None or settled == platform_timezone):
+            return None
+        writes_before = self._writes
+        async with self._db.read() as session:
+            row = (await session.execute(
+                select(UserProfile.id, UserProfile.pending_notice, UserProfile.timezone).where(
+                    UserProfile.platform == user.platform, UserProfile.workspace_id == user.workspace,
+                    UserProfile.user_id == user.user)
+            )).one_or_none()
+        notice = None
+        if row is not None:
+            if row.pending_notice:
+                notice = await self.take_notice(user)
+            if platform_timezone and row.timezone is None:
+                async with self._db.transaction() as session:
+                    await session.execute(
+                        update(UserProfile).where(UserProfile.id == row.id, UserProfile.timezone.is_(None))
+                        .values(timezone=platform_timezone, updated_at=utcnow()))
+        if self._writes == writes_before:
+            self._settled[user] = platform_timezone
+        return notice
 
     async def _profile(self, session: AsyncSession, user: UserRef, *, create: bool, lock: bool = False) -> UserProfile | None:
         query = select(UserProfile).where(
@@ -254,7 +337,7 @@ class UserTopics:
 
     async def add(self, user: UserRef, topic: str, *, limit: int) -> tuple[TopicChange, int]:
         """Subscribe ``user`` to a normalized ``topic``; returns the outcome and their topic count."""
-        async with self._db.transaction() as session:
+        async with self._write_for(user) as session:
             profile = await self._profile(session, user, create=True, lock=True)
             assert profile is not None
             count = (await session.execute(
@@ -278,7 +361,7 @@ class UserTopics:
             return TopicChange.ADDED, count + 1
 
     async def remove(self, user: UserRef, topic: str) -> TopicChange:
-        async with self._db.transaction() as session:
+        async with self._write_for(user) as session:
             profile = await self._profile(session, user, create=False)
             if profile is None:
                 return TopicChange.MISSING
@@ -326,7 +409,7 @@ class UserTopics:
     async def set_alerts(self, user: UserRef, *, enabled: bool, alert_time: time | None = None,
                          tz: str | None = None, next_due_at: datetime | None = None) -> None:
         """Turn alerts on (with their time and zone) or off; resuming clears any pause."""
-        async with self._db.transaction() as session:
+        async with self._write_for(user) as session:
             profile = await self._profile(session, user, create=True, lock=True)
             assert profile is not None
             profile.alerts_enabled = enabled
@@ -373,7 +456,7 @@ class UserTopics:
 
     async def pause(self, user: UserRef, reason: str, notice: str) -> None:
         """Pause a person's alerts and leave them a notice for their next command."""
-        async with self._db.transaction() as session:
+        async with self._write_for(user) as session:
             profile = await self._profile(session, user, create=False)
             if profile is not None:
                 profile.alerts_enabled = False

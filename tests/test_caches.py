@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from bot.matching import PaperTerms
@@ -18,3 +19,59 @@ def test_stems_are_computed_once_per_paper_id_and_follow_the_current_copy() -> N
     edited = replace(again, title="Grokking in large language models")
     assert "languag" in PaperTerms.of(edited).title  # a changed title is stemmed anew
     assert "languag" not in PaperTerms.of(again).title
+
+
+# --- notices and time zones after each command --------------------------------------------------
+
+from sqlalchemy import event  # noqa: E402
+
+from bot.models import UserRef  # noqa: E402
+from storage.repositories import Storage, UserTopics  # noqa: E402
+
+ALICE = UserRef("slack", "T1", "U_ALICE")
+
+
+class StatementCounter:
+    """Counts the SQL statements a database engine runs."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.count = 0
+        event.listen(storage.db.engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args: object) -> None:
+        self.count += 1
+
+
+async def test_after_command_is_answered_from_memory_until_something_changes(storage: Storage) -> None:
+    await storage.topics.add(ALICE, "rl", limit=5)
+    counter = StatementCounter(storage)
+    assert await storage.topics.after_command(ALICE, "Europe/Berlin") is None   # reads once, stores the zone
+    assert (await storage.topics.setting(ALICE)).timezone == "Europe/Berlin"
+    before = counter.count
+    for _ in range(20):
+        assert await storage.topics.after_command(ALICE, "Europe/Berlin") is None
+    assert counter.count == before                 # 20 commands, no statement
+    await storage.topics.pause(ALICE, "dms closed", "Your alerts are paused: open your DMs.")
+    assert await storage.topics.after_command(ALICE, "Europe/Berlin") == "Your alerts are paused: open your DMs."
+    assert await storage.topics.after_command(ALICE, "Europe/Berlin") is None   # read once
+
+
+async def test_a_notice_from_another_process_shows_within_the_recheck_time(storage: Storage) -> None:
+    """Another process (its own repository object) pauses the alerts: seen after at most recheck_seconds."""
+    here = UserTopics(storage.db, recheck_seconds=0.3)
+    other_process = UserTopics(storage.db)
+    await here.add(ALICE, "rl", limit=5)
+    assert await here.after_command(ALICE, None) is None
+    await other_process.pause(ALICE, "dms closed", "Paused.")
+    assert await here.after_command(ALICE, None) is None        # still remembered as settled
+    await asyncio.sleep(0.35)
+    assert await here.after_command(ALICE, None) == "Paused."
+
+
+async def test_a_zone_is_remembered_for_a_profile_created_elsewhere(storage: Storage) -> None:
+    here = UserTopics(storage.db, recheck_seconds=0.2)
+    assert await here.after_command(ALICE, "Asia/Tokyo") is None            # no profile yet: nothing stored
+    await UserTopics(storage.db).set_alerts(ALICE, enabled=False)          # another process creates it, no zone
+    await asyncio.sleep(0.25)
+    await here.after_command(ALICE, "Asia/Tokyo")
+    assert (await here.setting(ALICE)).timezone == "Asia/Tokyo"

@@ -297,6 +297,7 @@ async def test_a_failing_store_never_costs_the_live_answer(storage: Storage, sou
 
     monkeypatch.setattr(storage.papers, "save", broken_save)
     monkeypatch.setattr(storage.papers, "save_feed", broken_save)
+    monkeypatch.setattr(storage.papers, "save_batch", broken_save)
     clock = lambda: NOW  # noqa: E731
     core = Paperboy(make_settings(), storage, PaperService(source, storage.papers, clock=clock), clock=clock)
     search = await core.handle(ctx(), "/papers generalization")
