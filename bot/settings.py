@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_topics_per_user: int = Field(25, ge=1, validation_alias="PAPERBOY_MAX_TOPICS")
     max_topic_length: int = Field(200, ge=10, le=200, validation_alias="PAPERBOY_MAX_TOPIC_LENGTH")  # the column holds 200
 
+    # Commands: how many are worked on at once, and how many may wait (beyond that: "busy, try again")
+    command_workers: int = Field(32, ge=1, le=1000, validation_alias="PAPERBOY_COMMAND_WORKERS")
+    command_queue: int = Field(1000, ge=1, validation_alias="PAPERBOY_COMMAND_QUEUE")
+
     # Scheduling defaults
     default_timezone: str = Field("UTC", validation_alias="PAPERBOY_DEFAULT_TIMEZONE")
     default_post_time: time = Field(time(9, 0), validation_alias="PAPERBOY_DEFAULT_POST_TIME")

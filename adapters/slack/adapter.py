@@ -44,6 +44,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.supervision import CredentialsRejected
@@ -84,6 +85,7 @@ from bot.models import ChannelRef, CommandContext, Reply, UserRef
 from bot.schedule import format_time
 from bot.settings import Settings
 from bot.text import InputError
+from bot.work import BUSY_MESSAGE, Job, WorkPool
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ OAUTH_STATE_SECONDS = 600
 USER_CACHE_SECONDS = 3600
 DM_CHANNEL_CACHE_SIZE = 100_000   # (workspace, user) -> DM channel id; a DM channel id never changes
 MODAL_ACK_BUDGET_SECONDS = 2.0    # Slack wants a view_submission answered within 3 s
+STOP_WORK_SECONDS = 3.0           # at stop, accepted commands get this long to send their answers
 SOCKET_CONNECT_TIMEOUT_SECONDS = 15.0   # apps.connections.open answered, but the WebSocket does not open
 SOCKET_CHECK_SECONDS = 1.0              # how often a live Socket Mode connection is checked
 HTTP_RECHECK_SECONDS = 300.0            # HTTP mode: how often auth.test confirms Slack still takes the token
@@ -156,7 +159,8 @@ class SlackAdapter:
 
     def __init__(self, settings: Settings, core: Paperboy, storage: Storage, *, host: str = "0.0.0.0",
                  port: int | None = None, command: str = "/papers", rate_limit_retries: int = 1,
-                 max_retry_wait_seconds: float = 10.0, request_timeout: float = SEND_TIMEOUT_SECONDS) -> None:
+                 max_retry_wait_seconds: float = 10.0, request_timeout: float = SEND_TIMEOUT_SECONDS,
+                 pool: WorkPool | None = None) -> None:
         if not settings.slack_enabled:
             raise ValueError("Slack is not configured: set SLACK_BOT_TOKEN, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
         self._settings = settings
@@ -183,6 +187,12 @@ class SlackAdapter:
             self.state_store = AsyncSQLAlchemyOAuthStateStore(
                 expiration_seconds=OAUTH_STATE_SECONDS, engine=storage.db.engine)
         self._clients: dict[str, AsyncWebClient] = {}
+        # One HTTP session (keep-alive connection pool) for every Web API and response URL call.
+        self._http: aiohttp.ClientSession | None = None
+        # Commands, buttons and events are acknowledged at once, then worked on here.
+        self.pool = pool or WorkPool(workers=settings.command_workers, queue_size=settings.command_queue,
+                                     name="slack")
+        self._overflow: set[asyncio.Task[Any]] = set()
         self._user_facts: TTLCache[tuple[str, str], tuple[str | None, bool]] = TTLCache(
             maxsize=10_000, ttl=USER_CACHE_SECONDS)
         self._dm_channels: LRUCache[tuple[str, str], str] = LRUCache(maxsize=DM_CHANNEL_CACHE_SIZE)
@@ -204,9 +214,20 @@ class SlackAdapter:
         if metrics is not None:
             metrics.rate_limited(PLATFORM)
 
+    def _session(self) -> aiohttp.ClientSession | None:
+        """The shared HTTP session, made on first use inside the running loop (None outside one)."""
+        if self._http is None or self._http.closed:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            self._http = aiohttp.ClientSession()
+        return self._http
+
     def _new_client(self, token: str | None) -> AsyncWebClient:
+        # bolt's per-request clients copy this client's session, so they share its connections too.
         return AsyncWebClient(token=token, base_url=self._settings.slack_api_url, timeout=self._request_timeout,  # type: ignore[arg-type]
-                              retry_handlers=self._retry_handlers())
+                              retry_handlers=self._retry_handlers(), session=self._session())
 
     def _build_app(self) -> AsyncApp:
         settings = self._settings
@@ -226,14 +247,14 @@ class SlackAdapter:
             app = AsyncApp(client=self._new_client(None), signing_secret=self._signing_secret,
                            oauth_settings=oauth_settings, installation_store_bot_only=True,
                            authorize=ResilientAuthorize(installation_store=self.installation_store),
-                           request_verification_enabled=bool(self._signing_secret))
+                           request_verification_enabled=bool(self._signing_secret), process_before_response=True)
         else:
             assert settings.slack_bot_token is not None
             # The app's own client holds no token: requests get theirs from the authorize step, which
             # does not give up when auth.test is answered by a proxy instead of Slack.
             app = AsyncApp(client=self._new_client(None), signing_secret=self._signing_secret,
                            authorize=ResilientAuthorize(token=settings.slack_bot_token.get_secret_value()),
-                           request_verification_enabled=bool(self._signing_secret))
+                           request_verification_enabled=bool(self._signing_secret), process_before_response=True)
         app.command(self._command)(self._on_slash_command)
         app.action(SHARE_ACTION)(self._on_share)
         app.action(SUBSCRIBE_ACTION)(self._on_subscribe)
@@ -368,6 +389,7 @@ class SlackAdapter:
         """Sends need nothing started: each call builds its workspace's Web API client on demand."""
 
     async def stop(self) -> None:
+        """Stop listening, let accepted work finish (bounded), then close the shared HTTP session."""
         task, self._socket_task = self._socket_task, None
         if task is not None:
             task.cancel()
@@ -375,6 +397,12 @@ class SlackAdapter:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.pool.close(timeout=STOP_WORK_SECONDS)
+        if self._overflow:
+            await asyncio.wait(set(self._overflow), timeout=STOP_WORK_SECONDS)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -545,20 +573,69 @@ class SlackAdapter:
 
     # --- listeners ------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _respond(respond: Any, reply: Reply, *, in_channel: bool | None = None, **extra: Any) -> None:
-        body = render_message(reply, **extra)
-        public = (not reply.ephemeral) if in_channel is None else in_channel
-        await respond(text=body["text"], blocks=body["blocks"], response_type="in_channel" if public else "ephemeral",
-                      replace_original=False, unfurl_links=False, unfurl_media=False)
+    def _spawn(self, job: Job) -> None:
+        """Run ``job`` outside the pool (work that must not be refused or must not queue)."""
+        task = asyncio.ensure_future(job())
+        self._overflow.add(task)
+        task.add_done_callback(self._job_done)
 
-    async def _on_slash_command(self, ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
-        """``/papers ...``: acknowledge at once, then answer through the response URL."""
-        await ack()
+    def _job_done(self, task: asyncio.Task[Any]) -> None:
+        self._overflow.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Slack background work failed", exc_info=task.exception())
+
+    def _in_background(self, job: Job, *, essential: bool = False) -> bool:
+        """Hand ``job`` to the command pool. When the pool is full an essential job (Home tab,
+        install bookkeeping) runs anyway; anything else is refused (False) to be answered "busy"."""
+        if self.pool.submit(job):
+            return True
+        if essential:
+            self._spawn(job)
+            return True
+        log.warning("Slack command refused: %d commands running and %d waiting", self.pool.running, self.pool.queued)
+        return False
+
+    def _answer_in_background(self, body: dict[str, Any], job: Job) -> None:
+        """A button's work in the pool; when the pool is full the person is told "busy" instead."""
+        if not self._in_background(job):
+            self._spawn(lambda: self._respond_text(body, BUSY_MESSAGE))
+
+    async def _respond_text(self, body: dict[str, Any], text: str) -> None:
+        url = body.get("response_url")
+        if url:
+            await self._post_response(url, text=text, response_type="ephemeral", replace_original=False)
+
+    async def _respond(self, body: dict[str, Any], reply: Reply, *, in_channel: bool | None = None,
+                       **extra: Any) -> None:
+        """The answer to a command or button, posted to its response URL."""
+        rendered = render_message(reply, **extra)
+        public = (not reply.ephemeral) if in_channel is None else in_channel
+        await self._post_response(str(body["response_url"]), text=rendered["text"], blocks=rendered["blocks"],
+                                  response_type="in_channel" if public else "ephemeral", replace_original=False,
+                                  unfurl_links=False, unfurl_media=False)
+
+    async def _post_response(self, url: str, **message: Any) -> None:
+        """POST to a response URL over the shared session (keep-alive), never a new connection per answer."""
+        try:
+            response = await AsyncWebhookClient(url, session=self._session()).send(**message)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("posting to a Slack response URL failed: %s", type(exc).__name__)
+            return
+        if response.status_code != 200:
+            log.warning("a Slack response URL answered HTTP %s", response.status_code)
+
+    async def _on_slash_command(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """``/papers ...``: acknowledged at once; the command runs in the pool, or the ack says "busy"."""
+        if self._in_background(lambda: self._answer_slash(body, client)):
+            await ack()
+        else:
+            await ack(text=BUSY_MESSAGE, response_type="ephemeral")   # the ack itself: shown to the caller only
+
+    async def _answer_slash(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         tz, can_manage = await self._context_facts(client, body, str(body["user_id"]))
         ctx, text = slash_payload_to_context(body, user_timezone=tz, can_manage_channel=can_manage)
         reply = await self._core.handle(ctx, text)
-        await self._respond(respond, reply)
+        await self._respond(body, reply)
 
     def _topic_args(self, name: str, raw: str) -> CommandArgs:
         """A topic read back from a button value or the modal, checked exactly as a typed one."""
@@ -568,21 +645,29 @@ class SlackAdapter:
         except InputError as exc:
             return CommandArgs(cmd.HELP, problem=str(exc))
 
-    async def _on_share(self, ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+    async def _on_share(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         """"Share in channel": the same search, posted for everyone, crediting who shared it."""
         await ack()
-        ctx = await self._interaction(client, body)
-        reply = await self._core.dispatch(ctx, self._topic_args(cmd.SEARCH, action_value(body)))
-        public = not reply.is_error
-        await self._respond(respond, reply, in_channel=public, interactive=False,
-                            shared_by=ctx.user.user if public else None)
 
-    async def _on_subscribe(self, ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        async def share() -> None:
+            ctx = await self._interaction(client, body)
+            reply = await self._core.dispatch(ctx, self._topic_args(cmd.SEARCH, action_value(body)))
+            public = not reply.is_error
+            await self._respond(body, reply, in_channel=public, interactive=False,
+                                shared_by=ctx.user.user if public else None)
+
+        self._answer_in_background(body, share)
+
+    async def _on_subscribe(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         """"Subscribe to <topic>" under a search answer."""
         await ack()
-        ctx = await self._interaction(client, body)
-        reply = await self._core.dispatch(ctx, self._topic_args(cmd.SUBSCRIBE, action_value(body)))
-        await self._respond(respond, reply, in_channel=False)
+
+        async def subscribe() -> None:
+            ctx = await self._interaction(client, body)
+            reply = await self._core.dispatch(ctx, self._topic_args(cmd.SUBSCRIBE, action_value(body)))
+            await self._respond(body, reply, in_channel=False)
+
+        self._answer_in_background(body, subscribe)
 
     async def publish_home(self, client: AsyncWebClient, team: str, user_id: str) -> None:
         """Render and publish one person's Home tab (failures are logged, not raised)."""
@@ -600,20 +685,28 @@ class SlackAdapter:
     async def _on_home_opened(self, event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
             return
-        await self.publish_home(client, team_of(body), str(event["user"]))
+        self._in_background(lambda: self.publish_home(client, team_of(body), str(event["user"])), essential=True)
 
     async def _on_remove_topic(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        ctx = await self._interaction(client, body)
-        await self._core.dispatch(ctx, self._topic_args(cmd.UNSUBSCRIBE, action_value(body)))
-        await self.publish_home(client, ctx.user.workspace, ctx.user.user)
+
+        async def remove() -> None:
+            ctx = await self._interaction(client, body)
+            await self._core.dispatch(ctx, self._topic_args(cmd.UNSUBSCRIBE, action_value(body)))
+            await self.publish_home(client, ctx.user.workspace, ctx.user.user)
+
+        self._in_background(remove, essential=True)
 
     async def _on_add_topic(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        try:
-            await client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=add_topic_modal())
-        except CALL_FAILURES as exc:
-            log.warning("views.open failed: %s", error_code(exc))
+
+        async def open_modal() -> None:
+            try:
+                await client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=add_topic_modal())
+            except CALL_FAILURES as exc:
+                log.warning("views.open failed: %s", error_code(exc))
+
+        self._spawn(open_modal)   # the trigger expires in 3 s: never queued behind commands
 
     async def _on_add_topic_submitted(self, ack: Any, body: dict[str, Any], view: dict[str, Any],
                                       client: AsyncWebClient) -> None:
@@ -639,15 +732,20 @@ class SlackAdapter:
             reply = await asyncio.wait_for(asyncio.shield(work), self.modal_ack_budget)
         except asyncio.TimeoutError:
             await ack()
-            reply = await work
-            if reply.is_error:
-                log.info("Add topic for %s in %s answered after the modal closed: %s", user_id, team, reply.title)
-        else:
-            if reply.is_error:
-                await ack(response_action="errors", errors={TOPIC_BLOCK: " ".join(reply.lines)[:300] or reply.title})
-                return
-            await ack()
-        await self.publish_home(client, team, user_id)
+
+            async def finish() -> None:
+                late = await work
+                if late.is_error:
+                    log.info("Add topic for %s in %s answered after the modal closed: %s", user_id, team, late.title)
+                await self.publish_home(client, team, user_id)
+
+            self._spawn(finish)
+            return
+        if reply.is_error:
+            await ack(response_action="errors", errors={TOPIC_BLOCK: " ".join(reply.lines)[:300] or reply.title})
+            return
+        await ack()
+        self._in_background(lambda: self.publish_home(client, team, user_id), essential=True)
 
     # --- install and uninstall -------------------------------------------------------------------
 
@@ -681,9 +779,12 @@ class SlackAdapter:
         log.info("Slack workspace %s deactivated: %s", team, reason)
 
     async def _on_uninstalled(self, body: dict[str, Any]) -> None:
-        await self._forget(body, "uninstalled")
+        self._in_background(lambda: self._forget(body, "uninstalled"), essential=True)
 
     async def _on_tokens_revoked(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        self._in_background(lambda: self._revoke(event, body), essential=True)
+
+    async def _revoke(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         tokens = event.get("tokens") or {}
         if tokens.get("bot"):
             await self._forget(body, "token_revoked")

@@ -104,6 +104,8 @@ class FakeSlackApi:
     _changed: asyncio.Condition | None = None
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    #: the client ends (address, port) of every TCP connection a request came in on
+    connections: set[tuple[str, int]] = field(default_factory=set)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -242,7 +244,13 @@ class FakeSlackApi:
             return failure
         return None
 
+    def _seen_connection(self, request: web.Request) -> None:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.connections.add((peer[0], peer[1]))
+
     async def _api(self, request: web.Request) -> web.Response:
+        self._seen_connection(request)
         method = request.match_info["method"]
         params = await self._params(request)
         auth = request.headers.get("Authorization", "")
@@ -357,6 +365,7 @@ class FakeSlackApi:
         return socket
 
     async def _response_url(self, request: web.Request) -> web.Response:
+        self._seen_connection(request)
         body = await request.json()
         await self._record(SlackCall(f"response:{request.match_info['key']}", body))
         return web.Response(text="ok")
