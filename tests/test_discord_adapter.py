@@ -540,3 +540,31 @@ async def test_markup_from_papers_and_topics_stays_text_in_embeds_and_in_the_sha
                                    "https://project")) for url in live_links(embed["description"])), embed
         assert [m for m in live_markup(embed["description"]) if not m.startswith("link ")] == []
         assert live_markup(embed["title"].split(". ", 1)[1]) == []
+
+
+async def test_a_full_command_pool_still_defers_at_once_and_answers_busy(start_discord: Start,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker, one queue place: a third command is deferred like the others, then told "busy"."""
+    from bot.work import BUSY_MESSAGE
+
+    running = await start_discord(PAPERBOY_COMMAND_WORKERS="1", PAPERBOY_COMMAND_QUEUE="1")
+    release, started = asyncio.Event(), asyncio.Event()
+    dispatch = running.app.core.dispatch
+
+    async def slow_dispatch(ctx: Any, args: Any) -> Reply:
+        started.set()
+        await release.wait()
+        return await dispatch(ctx, args)
+
+    monkeypatch.setattr(running.app.core, "dispatch", slow_dispatch)
+    payloads = [slash_payload("papers", "help") for _ in range(3)]
+    running.adapter.dispatch_interaction(payloads[0])
+    await started.wait()
+    for payload in payloads[1:]:
+        running.adapter.dispatch_interaction(payload)
+    await running.api.wait_for("interaction_callback", 3)          # all three deferred
+    busy = (await running.api.wait_for("edit_original", 1))[0].body
+    assert BUSY_MESSAGE in json.dumps(busy)
+    release.set()
+    edits = await running.api.wait_for("edit_original", 3)
+    assert sum(BUSY_MESSAGE in json.dumps(e.body) for e in edits) == 1

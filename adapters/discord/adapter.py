@@ -223,6 +223,7 @@ class DiscordAdapter:
         await asyncio.wait_for(self.client.wait_until_ready(), timeout)
 
     async def stop(self) -> None:
+        await self.commands.pool.close(timeout=3.0)   # accepted commands send their answers first
         await self.client.close()
         if self._gateway is not None:
             self._gateway.cancel()

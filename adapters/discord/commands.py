@@ -53,6 +53,7 @@ from bot.models import Reply
 from bot.schedule import search_timezones
 from bot.settings import Settings
 from bot.text import InputError
+from bot.work import BUSY_MESSAGE, WorkPool
 from storage.repositories import Storage
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class DiscordCommands:
         self.core = core
         self.storage = storage
         self.button_type = self._make_button_type()
+        # Slash commands are deferred at once, then worked on here (at most command_workers at a time).
+        self.pool = WorkPool(workers=settings.command_workers, queue_size=settings.command_queue, name="discord")
 
     # --- rendering to discord.py objects ---------------------------------------------------------------
 
@@ -116,12 +119,18 @@ class DiscordCommands:
     # --- slash commands ------------------------------------------------------------------------------
 
     async def answer(self, interaction: discord.Interaction) -> None:
-        """Defer, run the command through the core, then replace the deferral with the reply."""
+        """Defer at once, then run the command in the pool and replace the deferral with the reply
+        (with "busy, try again" when the pool's queue is full)."""
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
         except discord.HTTPException as exc:  # too late (3 s) or the interaction is gone
             log.warning("could not defer interaction %s: %s", interaction.id, exc.status)
             return
+        if not self.pool.submit(lambda: self._work(interaction)):
+            log.warning("Discord command refused: %d running and %d waiting", self.pool.running, self.pool.queued)
+            await self._edit(interaction, error_reply(BUSY_MESSAGE))
+
+    async def _work(self, interaction: discord.Interaction) -> None:
         ctx = context_from_interaction(interaction)
         args = command_args(interaction.data or {}, max_topic_length=self.settings.max_topic_length)
         key = choice_key(args.topic) if args.name == cmd.UNSUBSCRIBE and args.topic else None
