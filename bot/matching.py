@@ -42,6 +42,7 @@ from functools import lru_cache, partial
 from importlib import resources
 
 import snowballstemmer
+from cachetools import LRUCache
 
 from bot.models import Paper
 
@@ -332,8 +333,12 @@ class PaperTerms:
         Keyed on the paper's id and the text the terms come from, not on the whole paper: the
         same paper fetched again (new upvotes, another feed day, another search) reuses them.
         """
+        latest = _latest_terms.get(paper.paper_id)
+        if latest is not None and latest.paper is paper:   # the same copy again (cached search): no work
+            return latest
         terms = _paper_terms(paper.paper_id, paper.title, paper.summary, paper.ai_summary, paper.ai_keywords)
-        return replace(terms, paper=paper)
+        terms = _latest_terms[paper.paper_id] = replace(terms, paper=paper)
+        return terms
 
     @classmethod
     def compute(cls, paper: Paper, vocabulary: Vocabulary | None = None) -> PaperTerms:
@@ -347,6 +352,10 @@ class PaperTerms:
         stems = frozenset().union(*(f.tokens for f in fields.values()), *(f.joined for f in fields.values()))
         stems -= {_SEPARATOR}
         return cls(paper=paper, fields=fields, stems=stems)
+
+
+# paper id -> its terms holding the copy last asked about (bounded like the cache below)
+_latest_terms: LRUCache[str, PaperTerms] = LRUCache(maxsize=8192)
 
 
 @lru_cache(maxsize=8192)

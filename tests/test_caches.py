@@ -16,6 +16,7 @@ def test_stems_are_computed_once_per_paper_id_and_follow_the_current_copy() -> N
     terms, terms_again = PaperTerms.of(first), PaperTerms.of(again)
     assert terms_again.title is terms.title          # the stems were not computed a second time
     assert terms_again.paper is again and terms_again.paper.upvotes == 250   # ranking sees today's copy
+    assert PaperTerms.of(again) is terms_again       # the same copy again (a cached search): nothing rebuilt
     edited = replace(again, title="Grokking in large language models")
     assert "languag" in PaperTerms.of(edited).title  # a changed title is stemmed anew
     assert "languag" not in PaperTerms.of(again).title
