@@ -8,16 +8,18 @@ failure becomes an error reply and a log line, never a traceback to a user.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, time
 from time import perf_counter
 
 from bot import commands as cmd
 from bot.commands import HELP_LINES, CommandArgs, parse_command
+from bot.matching import PaperTerms
 from bot.metrics import Metrics
-from bot.models import CommandContext, Reply, ReplyKind, Section
+from bot.models import CommandContext, Paper, Reply, ReplyKind, Section
 from bot.papers import NoPapersAvailable, Origin, PaperBatch, PaperService
 from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
@@ -29,7 +31,20 @@ from storage.repositories import ChannelSetting, Storage, TopicChange
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CommandContext, CommandArgs], Awaitable[Reply]]
+TERMS_SLICE_SECONDS = 0.002   # stemming fresh papers yields the loop this often (acks, other commands)
 Clock = Callable[[], datetime]
+
+
+async def prepare_terms(papers: Sequence[Paper]) -> None:
+    """Compute the papers' stems (cached per paper) a slice at a time, letting the event loop run
+    between slices: 50 fresh papers are many milliseconds of work, which would otherwise hold up
+    every acknowledgement and answer waiting behind them. Papers already known cost a look-up."""
+    deadline = perf_counter() + TERMS_SLICE_SECONDS
+    for paper in papers:
+        PaperTerms.of(paper)
+        if perf_counter() > deadline:
+            await asyncio.sleep(0)
+            deadline = perf_counter() + TERMS_SLICE_SECONDS
 
 
 def error_reply(message: str) -> Reply:
@@ -128,6 +143,7 @@ class Paperboy:
         if problem:   # a topic that reached the core without the parser (e.g. a button's stored value)
             return Reply(kind=ReplyKind.ERROR, title="That did not work", lines=(problem,))
         batch = await self.papers.search(topic, deadline=self.settings.answer_deadline_seconds)
+        await prepare_terms(batch.papers)
         # Live candidates come in Hugging Face's search order, which is evidence of relevance too.
         ranked = rank_for_topic(topic, batch.papers, now=self.clock(), source_ranked=batch.origin is Origin.LIVE)
         shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]

@@ -76,3 +76,28 @@ async def test_a_zone_is_remembered_for_a_profile_created_elsewhere(storage: Sto
     await asyncio.sleep(0.25)
     await here.after_command(ALICE, "Asia/Tokyo")
     assert (await here.setting(ALICE)).timezone == "Asia/Tokyo"
+
+
+async def test_stemming_fresh_papers_lets_other_work_run_in_between() -> None:
+    """Acknowledgements share the event loop with answers: fresh papers are stemmed in slices."""
+    from bot.core import prepare_terms
+
+    fresh = [Paper(paper_id=f"2599.{n:05d}", title=f"Paper {n} on grokking",
+                   summary="We study how networks generalize beyond their training data. " * 30) for n in range(300)]
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    running = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await prepare_terms(fresh)
+    done.set()
+    await running
+    assert ticks - before > 1                     # the loop ran other work while 300 papers were stemmed
+    assert all(PaperTerms.of(p).paper is p for p in fresh)
