@@ -55,7 +55,7 @@ DEFAULT_FOOTERS = {
 
 def escape(text: str) -> str:
     """``text`` with Slack's three control characters escaped."""
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")   # "&" first: no double escaping
 
 
 def escape_fit(text: str, limit: int, *, single_line: bool = True) -> str:
