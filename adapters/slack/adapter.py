@@ -221,7 +221,8 @@ class SlackAdapter:
                 asyncio.get_running_loop()
             except RuntimeError:
                 return None
-            self._http = aiohttp.ClientSession()
+            # slack_sdk applies a client's timeout only to sessions it makes itself: this one carries it.
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._request_timeout))
         return self._http
 
     def _new_client(self, token: str | None) -> AsyncWebClient:
