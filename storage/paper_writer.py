@@ -98,8 +98,11 @@ class PaperWriter:
         return True
 
     async def close(self) -> None:
-        """Write everything still queued, then stop the background task."""
+        """Let a write under way finish, stop the background task, then write everything still queued."""
         self._closing = True
+        if self._writing:
+            async with self._progress:
+                await self._progress.wait_for(lambda: not self._writing)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -149,3 +149,20 @@ async def test_an_answer_never_waits_for_the_write_lock(storage: Storage) -> Non
     await holder
     await service.close()
     assert len(await stored_ids(storage)) == 60
+
+
+async def test_closing_during_a_write_lets_it_finish_instead_of_cutting_it(storage: Storage) -> None:
+    store = CountingStore(storage)
+    store.hold = asyncio.Event()
+    writer = PaperWriter(store, gather_seconds=0)  # type: ignore[arg-type]
+    writer.submit(papers("2518", 8), fetched_at=NOW)
+    while not store.batches:
+        await asyncio.sleep(0.01)
+    writer.submit(papers("2519", 2), fetched_at=NOW)           # queued behind the write under way
+    closing = asyncio.create_task(writer.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()                                   # waits for the write, does not cancel it
+    store.hold.set()
+    await closing
+    assert store.batches == [8, 2]                              # each written once, nothing retried
+    assert await stored_ids(storage) == {p.paper_id for p in papers("2518", 8) + papers("2519", 2)}
