@@ -108,6 +108,7 @@ async def test_search_today_and_the_stored_copy_survive_odd_numbers(storage: Sto
             core = core_for(storage, client)
             search = await core.handle(CTX, "/papers generalization")
             today = await core.handle(CTX, "/papers today")
+            assert await core.papers.writer.flush()   # the stored copy is written in the background
     for reply in (search, today):
         assert not reply.is_error and reply.notices == ()
         assert shown(reply) == EXPECTED
