@@ -275,8 +275,12 @@ async def start_paperboy(tree: Path, env: dict[str, str], database_url: str, hf:
         "PAPERBOY_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "bot.cli", "run"]
-    if os.environ.get("LOAD_PROFILE_DIR"):   # profile each Paperboy process (cProfile output per port)
-        command[1:1] = ["-m", "cProfile", "-o", str(Path(os.environ["LOAD_PROFILE_DIR"]) / f"paperboy-{port}.prof")]
+    if os.environ.get("LOAD_PROFILE_DIR"):   # profile each Paperboy process's CPU time (cProfile file per port)
+        target = Path(os.environ["LOAD_PROFILE_DIR"]) / f"paperboy-{port}.prof"
+        command[1:] = ["-c", "import cProfile, runpy, sys, time\n"
+                       "profile = cProfile.Profile(time.process_time)\nsys.argv = ['paperboy', 'run']\n"
+                       "profile.enable()\ntry:\n    runpy.run_module('bot.cli', run_name='__main__')\n"
+                       f"finally:\n    profile.disable()\n    profile.dump_stats({str(target)!r})\n"]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=scratch, env=environment,
                                    stdout=sink, stderr=subprocess.STDOUT)

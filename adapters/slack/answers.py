@@ -91,6 +91,8 @@ class ResilientAuthorize(AsyncAuthorize):
         self._token = token
         self._installation_store = installation_store
         self._cache: TTLCache[str, dict[str, Any]] = TTLCache(maxsize=10_000, ttl=AUTH_CACHE_SECONDS)
+        # One auth.test per token at a time: a burst of cold requests waits for the same answer.
+        self._asking: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     async def _token_for(self, enterprise_id: str | None, team_id: str | None) -> str | None:
         if self._token is not None:
@@ -108,17 +110,13 @@ class ResilientAuthorize(AsyncAuthorize):
             return None
         facts = self._cache.get(token)
         if facts is None:
-            client: AsyncWebClient = context.client
-            try:
-                facts = answer_data(await client.auth_test(token=token))
-                self._cache[token] = facts
-            except CALL_FAILURES as exc:
-                code = error_code(exc)
-                if code in TOKEN_GONE_CODES:
-                    log.warning("auth.test refused the bot token of workspace %r: %s", team_id, code)
-                    return None
-                log.warning("auth.test failed for workspace %r (%s); going on without the bot's ids", team_id, code)
-                facts = {}
+            asking = self._asking.get(token)
+            if asking is None:
+                asking = self._asking[token] = asyncio.ensure_future(self._auth_test(context.client, token, team_id))
+                asking.add_done_callback(lambda done, key=token: self._asking.pop(key, None))
+            facts = await asyncio.shield(asking)
+            if facts is None:
+                return None
         bot_id = text_field(facts, "bot_id")
         return AuthorizeResult(
             enterprise_id=text_field(facts, "enterprise_id") or enterprise_id,
@@ -127,3 +125,17 @@ class ResilientAuthorize(AsyncAuthorize):
             bot_id=bot_id,
             bot_user_id=text_field(facts, "user_id") if bot_id else None,
         )
+
+    async def _auth_test(self, client: AsyncWebClient, token: str, team_id: str | None) -> dict[str, Any] | None:
+        """The bot's facts from ``auth.test`` (cached); None when the token is gone, {} when unknowable."""
+        try:
+            facts = answer_data(await client.auth_test(token=token))
+        except CALL_FAILURES as exc:
+            code = error_code(exc)
+            if code in TOKEN_GONE_CODES:
+                log.warning("auth.test refused the bot token of workspace %r: %s", team_id, code)
+                return None
+            log.warning("auth.test failed for workspace %r (%s); going on without the bot's ids", team_id, code)
+            return {}
+        self._cache[token] = facts
+        return facts
