@@ -356,6 +356,21 @@ async def test_gateway_closing_with_4004_is_a_rejected_token(start_bot: Start, a
     assert connection.close_code == 4004 and bot.connects == 0
 
 
+async def test_discord_accepting_and_never_answering_ends_the_run_at_the_login_deadline(start_bot: Start) -> None:
+    """A firewall or a wedged proxy that accepts the connection and never answers: the attempt ends at
+    the deadline with a reason, instead of hanging for aiohttp's five-minute default."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)                          # the kernel accepts; nothing ever reads or answers
+        bot = await start_bot(DISCORD_API_URL=f"http://127.0.0.1:{silent.getsockname()[1]}/api/v10")
+        gateway = DiscordGateway(bot.adapter, login_deadline=0.5)
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="did not answer the login within 0.5 s"):
+            await gateway.run(lambda: None)
+        assert time.monotonic() - started < 5
+    assert bot.adapter.client.is_closed()
+
+
 async def test_discord_unreachable_ends_the_run_quietly(start_bot: Start, caplog: pytest.LogCaptureFixture) -> None:
     """No route to Discord: the run raises the cause, and nothing logs a traceback on the way."""
     with socket.socket() as unused:

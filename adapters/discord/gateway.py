@@ -25,6 +25,8 @@ back-off; a token Discord rejects is not retried.
   failed first connect ``self.ws`` is None and ``self.ws.sequence`` raises
   AttributeError, which kills the gateway task while REST keeps working, the
   bot "running deaf"), and it logs a full traceback per retry.
+* **Silence.** Login, command sync and Get Gateway Bot get :data:`LOGIN_DEADLINE`
+  seconds together; discord.py gives the websocket handshake and HELLO 60.
 * **Rejected token.** HTTP 401 at login (discord.py's ``LoginFailure``) or the
   gateway closing with 4004 raises :class:`bot.supervision.CredentialsRejected`
   naming ``DISCORD_TOKEN``: the supervisor logs one line and stops retrying.
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 AUTHENTICATION_FAILED = 4004      # gateway close code: the token in IDENTIFY is wrong
 TOKEN_SETTING = "DISCORD_TOKEN"
+LOGIN_DEADLINE = 60.0   # seconds for login, command sync and Get Gateway Bot (discord.py allows the socket 60 too)
 
 # What discord.py logs on every client it builds or logs in, expected here: Paperboy asks for no intent
 # and uses no voice. With a fresh client per restart they would repeat on every retry.
@@ -115,8 +118,9 @@ class DiscordGateway:
 
     name = "discord"
 
-    def __init__(self, adapter: DiscordAdapter) -> None:
+    def __init__(self, adapter: DiscordAdapter, *, login_deadline: float = LOGIN_DEADLINE) -> None:
         self.adapter = adapter
+        self.login_deadline = login_deadline
 
     async def run(self, connected: Callable[[], None]) -> None:
         """Log in, connect, call ``connected()`` on READY; returns or raises when the connection ends.
@@ -131,8 +135,7 @@ class DiscordGateway:
         client = self.adapter.fresh_client()
         ready: asyncio.Future[Any] | None = None
         try:
-            await self.adapter.login()
-            url = await self.adapter.gateway.look_up(client.http)
+            url = await self._log_in(client)
             log.debug("Discord gateway at %s", url)
             ready = asyncio.ensure_future(client.wait_for("connect"))
             ready.add_done_callback(lambda done: _call_if_done(done, connected))
@@ -145,6 +148,17 @@ class DiscordGateway:
             if ready is not None:
                 ready.cancel()
             await client.close()
+
+
+    async def _log_in(self, client: discord.Client) -> yarl.URL:
+        """Login, command sync and Get Gateway Bot within :attr:`login_deadline`: a Discord that accepts
+        and never answers would otherwise hold the attempt for aiohttp's 5-minute default."""
+        try:
+            async with asyncio.timeout(self.login_deadline):
+                await self.adapter.login()
+                return await self.adapter.gateway.look_up(client.http)
+        except TimeoutError:
+            raise ConnectionError(f"Discord did not answer the login within {self.login_deadline:g} s") from None
 
 
 async def login_or_rejected(login: Awaitable[None]) -> None:
