@@ -214,15 +214,42 @@ class PaperService:
                 return PaperBatch(papers, Origin.LIVE, as_of=self._clock(), day=candidate)
         return PaperBatch((), Origin.LIVE, as_of=self._clock(), day=None)
 
-    async def recent(self, *, days: int, until: date | None = None) -> PaperBatch:
-        """Every paper of the feeds of the last ``days`` days (for personal alerts)."""
-        latest = await self.daily(until)
+    async def recent(self, *, days: int, until: date | None = None, latest: PaperBatch | None = None) -> PaperBatch:
+        """Every paper of the daily lists of the last ``days`` feed days (for personal alerts).
+
+        The latest day is :meth:`daily` (or ``latest``, when the caller already has it); each
+        earlier day is asked of upstream too -- one call per day -- so a list never stored here (a
+        fresh database) or grown since it was stored still counts; a day upstream cannot give comes
+        from the stored copy. Newest day first, each paper once.
+        """
+        if latest is None:
+            latest = await self.daily(until)
         if latest.origin is not Origin.LIVE or latest.day is None:
             return latest
         since = latest.day - timedelta(days=max(0, days - 1))
+        papers: dict[str, Paper] = {p.paper_id: p for p in latest.papers}
+        for back in range(1, max(1, days)):
+            earlier = latest.day - timedelta(days=back)
+            fetched = await self._earlier_day(earlier)
+            for paper in fetched:
+                papers.setdefault(paper.paper_id, paper)
         await self.writer.flush()   # the feeds just fetched are read back from storage
-        papers = await self._store.feed_since(since)
-        return PaperBatch(papers, Origin.LIVE, as_of=latest.as_of, day=latest.day)
+        for paper in await self._store.feed_since(since):
+            papers.setdefault(paper.paper_id, paper)
+        return PaperBatch(tuple(papers.values()), Origin.LIVE, as_of=latest.as_of, day=latest.day)
+
+    async def _earlier_day(self, day: date) -> list[Paper]:
+        """``day``'s list from upstream (stored as it comes), or nothing when upstream cannot give it."""
+        if self._upstream_down():
+            return []
+        try:
+            papers = await self._source.daily_papers(day=day, sort="publishedAt", limit=100)
+        except SourceUnavailable as exc:
+            self._note_outage(exc)
+            return []
+        if papers:
+            self.writer.submit_feed(day, papers, fetched_at=self._clock())
+        return papers
 
     def _sample_batch(self, *, trending: bool = False) -> PaperBatch:
         papers = self._sample() if self._sample else []

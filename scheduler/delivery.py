@@ -417,9 +417,10 @@ class DeliveryPass:
         if self._matcher is None and not self._alert_feed_failed:
             self.report.feed_fetches += 1
             try:
+                # the last two feed days, the latest one shared with the channel posts when they fetched it
                 feed_day = current_feed_day(self.now)
-                batch = self._real(await _with_retries(lambda: self.app.papers.recent(days=ALERT_FEED_DAYS,
-                                                                                      until=feed_day)))
+                batch = self._real(await _with_retries(lambda: self.app.papers.recent(
+                    days=ALERT_FEED_DAYS, until=feed_day, latest=self._channel_feed)))
                 self._matcher = AlertMatcher(batch, now=self.now)
             except Exception as exc:  # noqa: BLE001
                 log.warning("recent feed unavailable for alerts: %s", exc)

@@ -180,7 +180,31 @@ async def test_the_feed_is_fetched_once_per_pass_however_many_subscriptions(app:
     report = await run_delivery_pass(app, now=at(FRIDAY, 9, 1), batch_size=7)
     assert report.sent == 80
     assert report.feed_fetches == 2  # one for channel posts, one for alerts
-    assert len(hf.requests) - before <= 2
+    asked = [query.get("date") for path, query in hf.requests[before:]]
+    assert asked == [FRIDAY.isoformat(), (FRIDAY - timedelta(days=1)).isoformat()]   # the latest day is shared
+    assert len(asked) <= 3   # the Hugging Face call budget of a pass
+
+
+async def test_an_alert_matching_only_yesterdays_list_is_sent_once_on_a_fresh_database(
+        app: App, hf: FakeHuggingFace) -> None:
+    """Nothing stored yet: the pass asks Hugging Face for the day before too, so a paper on the
+    previous feed day reaches the person who follows its topic -- once."""
+    thursday = FRIDAY - timedelta(days=1)
+    set_feed(hf, thursday, [paper("2511.09001", "Benchmarking Tokenizers for Multilingual Models", upvotes=12)])
+    await add_person(app.storage, UserRef("slack", "T1", "U1"), ["tokenizers"], after=at(FRIDAY, 0))
+    before = len(hf.requests)
+    report = await run_delivery_pass(app, now=at(FRIDAY, 9, 1))
+    assert report.sent == 1
+    [dm] = fake(app).sent_to("U1")
+    assert [p.paper.paper_id for p in dm.reply.papers] == ["2511.09001"]
+    assert len(hf.requests) - before <= 3
+    # the next day Thursday is out of the window and the paper was sent: nothing more
+    set_feed(hf, SATURDAY, [paper("2511.30001", "Tokenizers Revisited", upvotes=3)])
+    again = await run_delivery_pass(app, now=at(SATURDAY, 9, 1))
+    assert again.sent == 1
+    assert [p.paper.paper_id for p in fake(app).sent_to("U1")[1].reply.papers] == ["2511.30001"]
+    later = await run_delivery_pass(app, now=at(SATURDAY + timedelta(days=1), 9, 1))
+    assert later.sent == 0 and len(fake(app).sent_to("U1")) == 2
 
 
 async def test_dry_run_lists_what_would_be_sent_and_changes_nothing(app: App) -> None:
