@@ -7,7 +7,15 @@ pass sends everything through :class:`adapters.fake.HttpPlatformAdapter`
 duplicated, upstream paper-source calls, peak RSS of the delivering process,
 and the topic-matching time for 100,000 topics against 500 papers.
 
-    python benchmarks/fanout.py [--channels 10000] [--people 50000] [--rate 500] [--postgres]
+Then a crash run (skip with ``--no-crash``): on a fresh database (a tenth of the
+subscriptions) and a fresh fake platform, a delivering OS process
+(``tests.delivery_worker``) is killed with SIGKILL once ``--crash-at`` of its messages
+were accepted, and a new process is started once the claim lease has passed. Printed:
+messages accepted before the kill, claims left behind, delivered, lost (target 0),
+duplicated (target 0), and how many of the victim's messages the restart found in the
+platform's history instead of sending them again.
+
+    python benchmarks/fanout.py [--channels 10000] [--people 50000] [--rate 500] [--postgres] [--no-crash]
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import asyncio
 import itertools
 import json
 import random
+import os
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -36,7 +46,7 @@ from bot.app import build_app  # noqa: E402
 from bot.matching import TopicIndex  # noqa: E402
 from bot.models import Paper  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from scheduler.delivery import run_delivery_pass  # noqa: E402
+from scheduler.delivery import CLAIM_LEASE, run_delivery_pass  # noqa: E402
 from tests.delivery_support import set_feed  # noqa: E402
 from tests.fakes.hf_api import FakeHuggingFace, seed_papers  # noqa: E402
 
@@ -197,6 +207,92 @@ async def deliver(db_url: str, api_url: str, hf: FakeHuggingFace, concurrency: i
     return {"wall": wall, "report": report.as_dict(), "platform": stats, "upstream": len(hf.requests) - upstream_before}
 
 
+async def crash_run(args: argparse.Namespace, db_url: str, hf: FakeHuggingFace, expected: int) -> dict:
+    """Kill -9 a delivering process mid-fan-out, restart it after the lease; count duplicates and losses."""
+    api = subprocess.Popen([sys.executable, "-m", "tests.fakes.platform_api", "--rate", str(args.rate)],
+                           cwd=str(ROOT), stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    logs = tempfile.mkdtemp(prefix="paperboy-crash-")
+
+    def worker(api_url: str, now: datetime, name: str) -> subprocess.Popen:
+        with open(f"{logs}/{name}.log", "w") as log_file:   # the child keeps its own descriptor
+            return subprocess.Popen(
+                [sys.executable, "-m", "tests.delivery_worker", "--db", db_url, "--hf", hf.url, "--sink", api_url,
+                 "--now", now.isoformat(), "--worker-id", name, "--concurrency", str(args.concurrency),
+                 "--batch-size", "500"], cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=log_file,
+                text=True)
+
+    try:
+        assert api.stdout is not None
+        api_url = api.stdout.readline().strip()
+        async with httpx.AsyncClient() as client:
+            async def stats() -> dict:
+                return (await client.get(f"{api_url}/stats")).json()
+
+            now = DUE + timedelta(minutes=1)
+            started = time.perf_counter()
+            victim = worker(api_url, now, "victim")
+            while (await stats())["accepted"] < expected * args.crash_at:
+                if victim.poll() is not None:
+                    raise SystemExit("the delivering process finished before it could be killed")
+                await asyncio.sleep(0.05)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            ran = time.perf_counter() - started
+            await asyncio.sleep(1.0)   # requests the victim had written land (or not)
+            at_kill = await stats()
+            claimed = _count_claimed(db_url)
+            # the restart comes once the victim's claims are older than the lease (its clock: now + time run)
+            restart_now = now + timedelta(seconds=ran) + CLAIM_LEASE + timedelta(seconds=30)
+            restarted = worker(api_url, restart_now, "restarted")
+            out, _ = restarted.communicate(timeout=3600)
+            report = json.loads(out.strip().splitlines()[-1])
+            final = await stats()
+    finally:
+        api.terminate()
+        api.wait()
+    return {"due": expected, "accepted_at_kill": at_kill["accepted"], "claimed_left": claimed,
+            "delivered": final["distinct"], "duplicates": final["duplicates"], "lost": expected - final["distinct"],
+            "lookups": final["lookups"], "found_delivered": report.get("found_delivered", 0),
+            "recovered": report.get("recovered", 0), "report": report, "logs": logs}
+
+
+async def due_messages(db_url: str, hf: FakeHuggingFace) -> int:
+    """How many messages a pass would send now (a dry run: the same matcher, nothing claimed)."""
+    settings = Settings(_env_file=None, DATABASE_URL=db_url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False)
+    app = build_app(settings, migrate=False)
+    try:
+        report = await run_delivery_pass(app, now=DUE + timedelta(minutes=1), dry_run=True)
+    finally:
+        await app.close()
+    return report.sent
+
+
+def _count_claimed(db_url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    from storage.db import sync_url
+
+    engine = create_engine(sync_url(db_url))
+    with engine.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM deliveries WHERE status = 'claimed'")).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def print_crash(crash: dict) -> None:
+    print(f"crash run                {crash['due']:,} messages due; kill -9 after {crash['accepted_at_kill']:,} "
+          f"accepted, {crash['claimed_left']:,} claims left behind; restart after the "
+          f"{int(CLAIM_LEASE.total_seconds())} s lease")
+    print(f"  delivered              {crash['delivered']:,}")
+    print(f"  lost                   {crash['lost']}   (target 0)")
+    print(f"  duplicated             {crash['duplicates']}   (target 0)")
+    print(f"  found in history       {crash['found_delivered']} of the {crash['recovered']} claims taken over "
+          f"({crash['lookups']} history look-ups): recorded, not sent again")
+    print(f"  restarted pass report  {json.dumps(crash['report'])}   (worker logs in {crash['logs']})")
+
+
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(20261120)
     api = subprocess.Popen([sys.executable, "-m", "tests.fakes.platform_api", "--rate", str(args.rate)],
@@ -234,6 +330,17 @@ async def run(args: argparse.Namespace) -> None:
         expected = args.channels + alerts
 
         result = await deliver(db_url, api_url, hf, args.concurrency)
+        crash = None
+        if not args.no_crash:
+            crash_channels, crash_people = args.channels // 10, args.people // 10
+            crash_db = pg.create_database("crash") if pg is not None else f"sqlite:///{workdir}/crash.db"
+            upgrade_database(crash_db)
+            crash_rng = random.Random(20261121)
+            if pg is not None:
+                seed_postgres(crash_db, crash_channels, crash_people, crash_rng)
+            else:
+                seed_database(f"{workdir}/crash.db", crash_channels, crash_people, crash_rng)
+            crash = await crash_run(args, crash_db, hf, await due_messages(crash_db, hf))
         hf.stop()
         platform = result["platform"]
         bound = expected / args.rate
@@ -258,6 +365,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"peak RSS                 {peak_rss_mb:.0f} MB   (target <= 150)")
         print(f"pass report              {json.dumps(result['report'])}")
         print_matching(matching)
+        if crash is not None:
+            print_crash(crash)
     finally:
         api.terminate()
         api.wait()
@@ -279,6 +388,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--postgres", action="store_true", help="use a throwaway PostgreSQL server instead of SQLite")
+    parser.add_argument("--no-crash", action="store_true", help="skip the crash run")
+    parser.add_argument("--crash-at", type=float, default=0.4,
+                        help="share of the crash run's messages accepted before the kill (default 0.4)")
     parser.add_argument("--matching-only", action="store_true",
                         help="only the topic-matching figure (100,000 topics x 500 papers), no delivery run")
     args = parser.parse_args()

@@ -15,7 +15,10 @@ A delivery is *claimed* before it is sent and *recorded* after:
 3. A claim whose process died stays ``claimed``; once its ``claimed_at`` is
    older than the lease, :meth:`Deliveries.reclaim` hands it to another
    process (still within the grace window), as it does ``failed`` rows that
-   have attempts left.
+   have attempts left. Such a job has ``look_first`` set when the message may
+   already have gone out (the claim of a dead process, or a failure recorded
+   with :data:`OUTCOME_UNKNOWN`): the sender looks in the platform's history
+   before sending it again.
 """
 
 from __future__ import annotations

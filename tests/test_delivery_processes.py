@@ -152,7 +152,8 @@ async def test_a_process_killed_mid_run_is_finished_by_the_next_without_duplicat
         assert {target for target, count in counts.items() if count > 1} == set()
         assert set(before) - in_flight_targets, "the kill came before anything was marked sent"
         assert report["recovered"] == len(in_flight)
-        assert report["found_delivered"] == len(landed)
+        # found in the history: at least what had landed when the restart began (more may land meanwhile)
+        assert len(landed) <= report["found_delivered"] <= len(in_flight_targets)
         assert await Deliveries(storage.db).status_counts() == {"sent": CHANNELS + PEOPLE}
     finally:
         await storage.close()
