@@ -127,18 +127,22 @@ def seed_postgres(url: str, channels: int, people: int, rng: random.Random) -> N
 
 
 def expected_alerts(db_url: str, papers: list[Paper]) -> int:
-    """People with at least one topic matching the feed (they must get exactly one DM)."""
+    """People the pass's own alert matcher finds new papers for (they must get exactly one DM)."""
     from sqlalchemy import create_engine, text
 
+    from bot.papers import Origin, PaperBatch
+    from scheduler.delivery import AlertMatcher
     from storage.db import sync_url
 
-    index = TopicIndex(papers)
+    matcher = AlertMatcher(PaperBatch(papers, Origin.LIVE, day=DUE.date()), now=DUE + timedelta(minutes=1))
     engine = create_engine(sync_url(db_url))
     with engine.connect() as conn:
-        topics = conn.execute(text("SELECT profile_id, topic FROM topic_subscriptions")).all()
+        rows = conn.execute(text("SELECT profile_id, topic FROM topic_subscriptions ORDER BY id")).all()
     engine.dispose()
-    matches = {t: bool(m) for t, m in index.match_many(t for _, t in topics).items()}
-    return len({pid for pid, topic in topics if matches[topic]})
+    topics: dict[int, list[str]] = {}
+    for profile_id, topic in rows:
+        topics.setdefault(profile_id, []).append(topic)
+    return sum(1 for followed in topics.values() if matcher.compose(followed, set())[0] is not None)
 
 
 def feed_papers(count: int) -> list[Paper]:
@@ -242,51 +246,44 @@ async def crash_run(args: argparse.Namespace, db_url: str, hf: FakeHuggingFace, 
             ran = time.perf_counter() - started
             await asyncio.sleep(1.0)   # requests the victim had written land (or not)
             at_kill = await stats()
-            claimed = _count_claimed(db_url)
+            claimed = _ledger(db_url).get("claimed", 0)
             # the restart comes once the victim's claims are older than the lease (its clock: now + time run)
             restart_now = now + timedelta(seconds=ran) + CLAIM_LEASE + timedelta(seconds=30)
             restarted = worker(api_url, restart_now, "restarted")
             out, _ = restarted.communicate(timeout=3600)
             report = json.loads(out.strip().splitlines()[-1])
             final = await stats()
+            ledger = _ledger(db_url)
     finally:
         api.terminate()
         api.wait()
-    return {"due": expected, "accepted_at_kill": at_kill["accepted"], "claimed_left": claimed,
-            "delivered": final["distinct"], "duplicates": final["duplicates"], "lost": expected - final["distinct"],
+    # lost: a delivery never finished (still claimed, or failed), or marked sent but not on the platform
+    lost = ledger.get("claimed", 0) + ledger.get("failed", 0) + max(0, ledger.get("sent", 0) - final["distinct"])
+    return {"due": expected, "accepted_at_kill": at_kill["accepted"], "claimed_left": claimed, "ledger": ledger,
+            "delivered": final["distinct"], "duplicates": final["duplicates"], "lost": lost,
             "lookups": final["lookups"], "found_delivered": report.get("found_delivered", 0),
             "recovered": report.get("recovered", 0), "report": report, "logs": logs}
 
 
-async def due_messages(db_url: str, hf: FakeHuggingFace) -> int:
-    """How many messages a pass would send now (a dry run: the same matcher, nothing claimed)."""
-    settings = Settings(_env_file=None, DATABASE_URL=db_url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False)
-    app = build_app(settings, migrate=False)
-    try:
-        report = await run_delivery_pass(app, now=DUE + timedelta(minutes=1), dry_run=True)
-    finally:
-        await app.close()
-    return report.sent
-
-
-def _count_claimed(db_url: str) -> int:
+def _ledger(db_url: str) -> dict[str, int]:
+    """Ledger rows by status."""
     from sqlalchemy import create_engine, text
 
     from storage.db import sync_url
 
     engine = create_engine(sync_url(db_url))
     with engine.connect() as conn:
-        count = conn.execute(text("SELECT count(*) FROM deliveries WHERE status = 'claimed'")).scalar_one()
+        counts = dict(conn.execute(text("SELECT status, count(*) FROM deliveries GROUP BY status")).all())
     engine.dispose()
-    return int(count)
+    return {str(k): int(v) for k, v in counts.items()}
 
 
 def print_crash(crash: dict) -> None:
-    print(f"crash run                {crash['due']:,} messages due; kill -9 after {crash['accepted_at_kill']:,} "
+    print(f"crash run                {crash['due']:,} messages due (estimate); kill -9 after {crash['accepted_at_kill']:,} "
           f"accepted, {crash['claimed_left']:,} claims left behind; restart after the "
           f"{int(CLAIM_LEASE.total_seconds())} s lease")
-    print(f"  delivered              {crash['delivered']:,}")
-    print(f"  lost                   {crash['lost']}   (target 0)")
+    print(f"  delivered              {crash['delivered']:,}   (ledger: {json.dumps(crash['ledger'])})")
+    print(f"  lost                   {crash['lost']}   (target 0: claims never finished, or marked sent but absent)")
     print(f"  duplicated             {crash['duplicates']}   (target 0)")
     print(f"  found in history       {crash['found_delivered']} of the {crash['recovered']} claims taken over "
           f"({crash['lookups']} history look-ups): recorded, not sent again")
@@ -340,7 +337,7 @@ async def run(args: argparse.Namespace) -> None:
                 seed_postgres(crash_db, crash_channels, crash_people, crash_rng)
             else:
                 seed_database(f"{workdir}/crash.db", crash_channels, crash_people, crash_rng)
-            crash = await crash_run(args, crash_db, hf, await due_messages(crash_db, hf))
+            crash = await crash_run(args, crash_db, hf, crash_channels + expected_alerts(crash_db, papers))
         hf.stop()
         platform = result["platform"]
         bound = expected / args.rate
