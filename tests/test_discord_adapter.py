@@ -274,6 +274,14 @@ async def test_short_429_is_retried_by_discord_py(running: Running) -> None:
     assert sent.message_id and len(running.api.calls_to("create_message")) == 3
 
 
+async def test_429s_are_counted_in_the_metrics(running: Running) -> None:
+    running.api.rate_limit("create_message", retry_after=0.05, times=2)
+    reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)
+    await running.adapter.send_to_channel(ChannelRef("discord", GUILD_ID, CHANNEL_ID), reply)
+    registry = running.app.metrics.registry
+    assert registry.get_sample_value("paperboy_rate_limit_waits_total", {"platform": "discord"}) == 2
+
+
 async def test_long_429_is_not_waited_for_but_reported_with_retry_after(running: Running) -> None:
     running.api.rate_limit("create_message", retry_after=120.0)
     reply = Reply(kind=ReplyKind.CHANNEL_DIGEST, title="Trending", lines=("x",), ephemeral=False)

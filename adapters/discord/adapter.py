@@ -30,9 +30,10 @@ import asyncio
 import contextvars
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import aiohttp
 import discord
 from discord.http import Route
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
@@ -108,8 +109,21 @@ def shard_options(value: str) -> tuple[bool, int | None]:
     return count > 1, count if count > 1 else None
 
 
-def make_client(settings: Settings) -> discord.Client:
-    """A client with no intents, no mentions allowed and bounded rate-limit waits."""
+def count_rate_limits(on_rate_limited: Callable[[], None]) -> aiohttp.TraceConfig:
+    """An aiohttp trace calling ``on_rate_limited`` for every HTTP 429 the client receives (REST and
+    interaction callbacks share the client's session); discord.py then waits, or raises past 30 s."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_request_end(_session: Any, _context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        if params.response.status == 429:
+            on_rate_limited()
+
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
+def make_client(settings: Settings, on_rate_limited: Callable[[], None] | None = None) -> discord.Client:
+    """A client with no intents, no mentions allowed and bounded rate-limit waits (429s counted)."""
     quiet_expected_notices()
     sharded, count = shard_options(settings.discord_shards)
     options: dict[str, Any] = dict(
@@ -119,6 +133,8 @@ def make_client(settings: Settings) -> discord.Client:
         chunk_guilds_at_startup=False,
         member_cache_flags=discord.MemberCacheFlags.none(),
     )
+    if on_rate_limited is not None:
+        options["http_trace"] = count_rate_limits(on_rate_limited)
     if sharded:
         return discord.AutoShardedClient(shard_count=count, **options)
     return discord.Client(**options)
@@ -148,12 +164,17 @@ class DiscordAdapter:
         self.invite_url: str | None = None
 
     def _build_client(self) -> tuple[discord.Client, discord.app_commands.CommandTree]:
-        client = make_client(self.settings)
+        client = make_client(self.settings, on_rate_limited=self._count_rate_limit)
         tree = self.commands.build_tree(client)
         if self.api_base:
             rebase_rest(client.http, self.api_base)
         self.gateway.aim(client.http)
         return client, tree
+
+    def _count_rate_limit(self) -> None:
+        metrics = getattr(self.core, "metrics", None)
+        if metrics is not None:
+            metrics.rate_limited(PLATFORM)
 
     def fresh_client(self) -> discord.Client:
         """The client to connect with: the current one, or a new one when it has been closed."""
