@@ -59,6 +59,8 @@ async def app(db_url: str, hf: FakeHuggingFace, slack: FakeSlackApi) -> AsyncIte
     try:
         yield application
     finally:
+        for adapter in application.adapters:
+            await adapter.stop()      # closes the adapter's shared HTTP session
         await application.close()
 
 

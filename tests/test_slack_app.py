@@ -251,8 +251,8 @@ async def test_socket_mode_payloads_go_through_the_same_handlers(slack: FakeSlac
     settings = make_settings(DATABASE_URL=sqlite_url, PAPERBOY_HF_URL=hf.url, PAPERBOY_OFFLINE_SAMPLE=False,
                              SLACK_API_URL=slack.url, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN="xapp-1-test")
     app = await asyncio.to_thread(build_app, settings)
+    adapter = SlackAdapter(settings, app.core, app.storage)   # not started: no WebSocket in this test
     try:
-        adapter = SlackAdapter(settings, app.core, app.storage)   # not started: no WebSocket in this test
         assert adapter.socket_mode and not adapter.serves_http
         payload = dict(parse_qsl(slash_body("generalization", slack)))
         response = await adapter.app.async_dispatch(AsyncBoltRequest(body=payload, mode="socket_mode"))
@@ -266,6 +266,7 @@ async def test_socket_mode_payloads_go_through_the_same_handlers(slack: FakeSlac
         confirmation = (await slack.wait_for("response:a9"))[0].params
         assert confirmation["blocks"][0]["text"]["text"] == "Subscribed to “generalization”"
     finally:
+        await adapter.stop()      # closes the adapter's shared HTTP session
         await app.close()
 
 
