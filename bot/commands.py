@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import time
 
+from bot.feedback import parse_paper_id, parse_vote
 from bot.schedule import looks_like_time, parse_time_of_day, parse_timezone
 from bot.text import InputError, clean_line, normalize_topic
 
@@ -26,6 +27,9 @@ CHANNEL_SHOW = "channel_show"
 ALERTS_ON = "alerts_on"
 ALERTS_OFF = "alerts_off"
 ALERTS_SHOW = "alerts_show"
+FEEDBACK_SHOW = "feedback_show"
+FEEDBACK_RESET = "feedback_reset"
+FEEDBACK_VOTE = "feedback_vote"
 HELP = "help"
 
 _ALIASES = {
@@ -48,6 +52,8 @@ class CommandArgs:
     timezone: str | None = None
     top_n: int | None = None              # channel posts: how many papers
     post_when_empty: bool | None = None   # channel posts: post on days without new papers too
+    paper_id: str | None = None           # feedback votes: which paper
+    vote: str | None = None               # feedback votes: up, down or fewer
     problem: str | None = None
 
 
@@ -102,6 +108,40 @@ def _scheduled_command(words: list[str], *, on: str, off: str, show: str, exampl
     return CommandArgs(HELP, problem=f"I don't understand `{action[:40]}`. Example: `{example}`.")
 
 
+def vote_args(vote: str, paper_id: str, topic: str, *, max_topic_length: int = 200) -> CommandArgs:
+    """A 👍 / 👎 / "fewer like this" vote, validated whether typed or read back from a button."""
+    try:
+        return CommandArgs(FEEDBACK_VOTE, vote=parse_vote(vote), paper_id=parse_paper_id(paper_id),
+                           topic=normalize_topic(topic, max_length=max_topic_length))
+    except InputError as exc:
+        return CommandArgs(HELP, problem=str(exc))
+
+
+def _feedback_command(rest: str, *, max_topic_length: int) -> CommandArgs:
+    """``feedback`` [show] · ``feedback reset [topic]`` · ``feedback up|down|fewer <paper id> <topic>``."""
+    action, _, tail = rest.partition(" ")
+    action, tail = action.casefold(), tail.strip()
+    if action in ("", "show", "status"):
+        if tail:
+            return CommandArgs(HELP, problem="`feedback show` takes nothing after it.")
+        return CommandArgs(FEEDBACK_SHOW)
+    if action in ("reset", "clear", "forget"):
+        if not tail:
+            return CommandArgs(FEEDBACK_RESET)
+        try:
+            return CommandArgs(FEEDBACK_RESET, topic=normalize_topic(tail, max_length=max_topic_length))
+        except InputError as exc:
+            return CommandArgs(HELP, problem=str(exc))
+    paper, _, topic = tail.partition(" ")
+    if action in ("up", "down", "fewer", "like", "dislike", "less"):
+        if not paper or not topic.strip():
+            return CommandArgs(HELP, problem="A vote names the paper and the topic: "
+                                             "`/papers feedback up 2401.12345 diffusion models`.")
+        return vote_args(action, paper, topic, max_topic_length=max_topic_length)
+    return CommandArgs(HELP, problem=f"I don't understand `feedback {action[:40]}`. "
+                                     "Try `/papers feedback` or `/papers feedback reset <topic>`.")
+
+
 def parse_command(text: str, *, max_topic_length: int = 200) -> CommandArgs:
     """Parse the text after ``/papers`` (a leading ``/papers`` is tolerated)."""
     if len(text) > MAX_COMMAND_LENGTH:
@@ -123,6 +163,9 @@ def parse_command(text: str, *, max_topic_length: int = 200) -> CommandArgs:
     if keyword == "alerts":
         return _scheduled_command([w.casefold() if "/" not in w else w for w in words], on=ALERTS_ON,
                                   off=ALERTS_OFF, show=ALERTS_SHOW, example="/papers alerts on 08:30 America/New_York")
+
+    if keyword == "feedback":
+        return _feedback_command(rest, max_topic_length=max_topic_length)
 
     name = _ALIASES.get(keyword)
     if name in (TODAY, SUBSCRIPTIONS, HELP):
@@ -155,5 +198,7 @@ HELP_LINES = (
     "(N papers, 1 to 25; always: also on days without new papers)",
     "/papers channel off — stop this channel's daily post",
     "/papers channel — show this channel's setting",
+    "/papers feedback — what your 👍 / 👎 / fewer-like-this votes taught, per topic",
+    "/papers feedback reset [topic] — forget those votes (all topics, or one)",
     "/papers help — this list",
 )

@@ -17,9 +17,10 @@ from time import perf_counter
 
 from bot import commands as cmd
 from bot.commands import HELP_LINES, CommandArgs, parse_command
+from bot.feedback import DOWN, FEWER, UP, TopicTaste, learn, paper_terms, personalise
 from bot.matching import PaperTerms
 from bot.metrics import Metrics
-from bot.models import CommandContext, Paper, Reply, ReplyKind, Section
+from bot.models import CommandContext, Paper, Reply, ReplyKind, Section, UserRef
 from bot.papers import NoPapersAvailable, Origin, PaperBatch, PaperService
 from bot.present import present
 from bot.ranking import rank_for_topic, rank_trending
@@ -88,6 +89,8 @@ class Paperboy:
             (cmd.CHANNEL_SHOW, self._channel_show),
             (cmd.ALERTS_ON, self._alerts_on), (cmd.ALERTS_OFF, self._alerts_off),
             (cmd.ALERTS_SHOW, self._subscriptions),
+            (cmd.FEEDBACK_SHOW, self._feedback_show), (cmd.FEEDBACK_RESET, self._feedback_reset),
+            (cmd.FEEDBACK_VOTE, self._feedback_vote),
         ):
             self.router.register(name, handler)
 
@@ -136,8 +139,12 @@ class Paperboy:
 
     # --- papers ------------------------------------------------------------------------
 
-    async def search_reply(self, topic: str, *, limit: int | None = None) -> Reply:
-        """The ranked papers on ``topic`` (a normalized topic)."""
+    async def taste(self, user: UserRef, topic: str) -> TopicTaste | None:
+        """What ``user``'s votes on ``topic`` taught, or None when they gave none."""
+        return learn(topic, await self.storage.feedback.votes(user, topic))
+
+    async def search_reply(self, topic: str, *, limit: int | None = None, user: UserRef | None = None) -> Reply:
+        """The ranked papers on ``topic`` (a normalized topic), re-ranked by ``user``'s votes when given."""
         limit = limit or self.settings.search_results
         problem = unmatchable_topic_reason(topic)
         if problem:   # a topic that reached the core without the parser (e.g. a button's stored value)
@@ -146,15 +153,19 @@ class Paperboy:
         await prepare_terms(batch.papers)
         # Live candidates come in Hugging Face's search order, which is evidence of relevance too.
         ranked = rank_for_topic(topic, batch.papers, now=self.clock(), source_ranked=batch.origin is Origin.LIVE)
+        taste = await self.taste(user, topic) if user is not None else None
+        ranked = personalise(ranked, taste)
         shown = [present(r, i + 1) for i, r in enumerate(ranked[:limit])]
         notices = tuple(n for n in (batch.notice(),) if n)
         if not shown:
             return Reply(kind=ReplyKind.SEARCH, title=f"Papers on “{topic}”", topic=topic, notices=notices,
                          lines=(f"No papers matched “{topic}”. Try fewer or broader words.",),
                          footer=f"Follow it anyway: /papers subscribe {topic}")
+        lines = (personal_line(taste),) if taste is not None else ()
         return Reply(
             kind=ReplyKind.SEARCH,
             title=f"Papers on “{topic}”",
+            lines=lines,
             sections=(Section(papers=tuple(shown), topic=topic, more=len(ranked) - len(shown)),),
             notices=notices,
             topic=topic,
@@ -180,7 +191,7 @@ class Paperboy:
 
     async def _search(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         assert args.topic is not None
-        return await self.search_reply(args.topic)
+        return await self.search_reply(args.topic, user=ctx.user)
 
     async def _today(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         return await self.trending_reply()
@@ -278,6 +289,48 @@ class Paperboy:
         return Reply(kind=ReplyKind.ALERT_SETTING, title="Alerts off",
                      lines=("You keep your topics; turn alerts back on with /papers alerts on",))
 
+    # --- feedback: votes and what they taught ------------------------------------------------
+
+    async def _feedback_vote(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        assert args.topic is not None and args.paper_id is not None and args.vote is not None
+        paper = await self.papers.known(args.paper_id)
+        if paper is None:
+            return Reply(kind=ReplyKind.ERROR, title="I don't know that paper",
+                         lines=("That vote names a paper I have not shown anyone, so it was not recorded.",))
+        count = await self.storage.feedback.record(ctx.user, args.topic, paper.paper_id, args.vote,
+                                                   title=paper.title, terms=paper_terms(paper))
+        effect = {UP: f"Your alerts and answers on “{args.topic}” now lean towards papers like it.",
+                  DOWN: f"Your alerts and answers on “{args.topic}” now lean away from papers like it.",
+                  FEWER: f"You will get fewer papers like it on “{args.topic}”."}[args.vote]
+        title = {UP: "👍 Noted: more like this", DOWN: "👎 Noted: not for you",
+                 FEWER: "Noted: fewer like this"}[args.vote]
+        return Reply(kind=ReplyKind.CONFIRMATION, title=title, topic=args.topic,
+                     lines=(f"“{paper.title}” on “{args.topic}”. {effect}",
+                            f"{count} vote{'s' if count != 1 else ''} on this topic so far."),
+                     footer=f"See what was learned: /papers feedback · undo: /papers feedback reset {args.topic}")
+
+    async def _feedback_show(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        by_topic = await self.storage.feedback.by_topic(ctx.user)
+        if not by_topic:
+            return Reply(kind=ReplyKind.SUBSCRIPTIONS, title="What your votes taught",
+                         lines=("You have not voted on any paper yet. Use 👍, 👎 or “Fewer like this” under the papers "
+                                "in your alerts and search answers; each vote tunes that topic for you alone.",))
+        items = tuple(describe_taste(TopicTaste(topic, votes)) for topic, votes in by_topic.items())
+        return Reply(kind=ReplyKind.SUBSCRIPTIONS, title="What your votes taught", items=items,
+                     lines=("Each topic is tuned for you alone; people who never vote get the usual ranking.",),
+                     footer="Forget it: /papers feedback reset <topic> · all topics: /papers feedback reset")
+
+    async def _feedback_reset(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        forgotten = await self.storage.feedback.reset(ctx.user, args.topic)
+        where = f"on “{args.topic}”" if args.topic else "on any topic"
+        if not forgotten:
+            voted = await self.storage.feedback.by_topic(ctx.user)
+            hint = ("You have votes on: " + ", ".join(f"“{t}”" for t in voted)) if voted else "You have no votes."
+            return Reply(kind=ReplyKind.CONFIRMATION, title=f"No votes {where}", lines=(hint,))
+        return Reply(kind=ReplyKind.CONFIRMATION, title="Votes forgotten",
+                     lines=(f"Forgot {forgotten} vote{'s' if forgotten != 1 else ''} {where}; "
+                            "those papers are ranked the usual way again.",))
+
     # --- channel posts ----------------------------------------------------------------------
 
     def _channel_problem(self, ctx: CommandContext) -> Reply | None:
@@ -343,6 +396,26 @@ def channel_setting_reply(setting: ChannelSetting, *, title: str) -> Reply:
         lines = [f"Off (was {when})."]
     return Reply(kind=ReplyKind.CHANNEL_SETTING, title=title, lines=tuple(lines),
                  footer="Change it: /papers channel on HH:MM Area/City · stop it: /papers channel off")
+
+
+def personal_line(taste: TopicTaste) -> str:
+    """The line above results re-ranked by a person's votes."""
+    n = taste.vote_count
+    return f"Ranked for you from your {n} vote{'s' if n != 1 else ''} on “{taste.topic}” (see /papers feedback)."
+
+
+def describe_taste(taste: TopicTaste) -> str:
+    """One topic's learned taste in words: votes, terms up and down, and the threshold."""
+    parts = [f"“{taste.topic}”: {taste.vote_count} vote{'s' if taste.vote_count != 1 else ''} "
+             f"({taste.liked} 👍, {taste.disliked} 👎, {taste.fewer} fewer like this)"]
+    more, less = taste.strongest(positive=True), taste.strongest(positive=False)
+    if more:
+        parts.append("more of: " + ", ".join(more))
+    if less:
+        parts.append("less of: " + ", ".join(less))
+    if taste.has_threshold:
+        parts.append("papers much like those you turned down are left out")
+    return "; ".join(parts) + "."
 
 
 def _with_notice(reply: Reply, notice: str) -> Reply:

@@ -251,6 +251,21 @@ class PaperService:
             self.writer.submit_feed(day, papers, fetched_at=self._clock())
         return papers
 
+    async def known(self, paper_id: str) -> Paper | None:
+        """A paper this bot has shown: from the stored copy (after writing what is pending), else the
+        offline sample; None if unknown."""
+        if len(paper_id) <= 64:   # the stored copy's id column
+            stored = await self._store.get(paper_id)
+            if stored is None and self.writer.pending():
+                await self.writer.flush()
+                stored = await self._store.get(paper_id)
+            if stored is not None:
+                return stored
+        for paper in (self._sample() if self._sample else ()):
+            if paper.paper_id == paper_id:
+                return paper
+        return None
+
     def _sample_batch(self, *, trending: bool = False) -> PaperBatch:
         papers = self._sample() if self._sample else []
         if not papers:

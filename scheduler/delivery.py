@@ -44,12 +44,13 @@ import os
 import socket
 import time as monotonic_time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
+from bot.feedback import TopicTaste, Vote, learn, personalise
 from bot.matching import TopicIndex
 from bot.models import ChannelRef, RankedPaper, Reply, ReplyKind, Section, UserRef
 from bot.papers import Origin, current_feed_day
@@ -253,8 +254,26 @@ class AlertMatcher:
                 self._sections[key] = cached
         return cached
 
-    def compose(self, topics: Sequence[str], already_sent: set[str]) -> tuple[Reply | None, tuple[str, ...]]:
-        """The alert for someone following ``topics``; None when nothing is new for them."""
+    def _personal_section(self, topic: str, taste: TopicTaste, room: int,
+                          taken: set[str]) -> tuple[Section, tuple[str, ...]] | None:
+        """Like :meth:`_section`, re-ranked and thresholded by one person's taste (never cached)."""
+        voted = taste.voted_ids   # already seen and judged: not news any more
+        fresh = [r for r in personalise(self.ranked(topic), taste)
+                 if r.paper.paper_id not in taken and r.paper.paper_id not in voted]
+        if not fresh:
+            return None
+        shown = fresh[:room]
+        section = Section(papers=tuple(replace(r, rank=i + 1) for i, r in enumerate(shown)),
+                          heading=topic, topic=topic, more=len(fresh) - len(shown))
+        return section, tuple(r.paper.paper_id for r in shown)
+
+    def compose(self, topics: Sequence[str], already_sent: set[str],
+                tastes: Mapping[str, TopicTaste] | None = None) -> tuple[Reply | None, tuple[str, ...]]:
+        """The alert for someone following ``topics``; None when nothing is new for them.
+
+        ``tastes`` holds what the person's votes taught per topic; topics without one are
+        ranked exactly as for everyone else.
+        """
         taken: set[str] = set(already_sent)
         sections: list[Section] = []
         shown_ids: list[str] = []
@@ -262,7 +281,9 @@ class AlertMatcher:
             room = min(ALERT_PAPERS_PER_TOPIC, ALERT_PAPERS_TOTAL - len(shown_ids))
             if room <= 0:
                 break
-            built = self._section(topic, room, taken)
+            taste = tastes.get(topic) if tastes else None
+            built = self._personal_section(topic, taste, room, taken) if taste is not None \
+                else self._section(topic, room, taken)
             if built is None:
                 continue
             section, ids = built
@@ -457,8 +478,10 @@ class DeliveryPass:
         with_topics = [job for job in jobs if job.topics]
         matcher = await self.alert_matcher() if with_topics else None
         already: dict[int, set[str]] = {}
+        votes: dict[int, dict[str, list[Vote]]] = {}
         if matcher is not None and matcher.paper_ids:
             already = await self.deliveries.sent_paper_ids([j.profile_id for j in with_topics], matcher.paper_ids)
+            votes = await self._votes([j.profile_id for j in with_topics])
         for job in jobs:
             if not job.topics:
                 yield Outcome(ALERT, job.delivery_id, job.profile_id, SKIPPED, error=NO_TOPICS)
@@ -466,11 +489,21 @@ class DeliveryPass:
             if matcher is None:
                 yield Outcome(ALERT, job.delivery_id, job.profile_id, FAILED, error=SOURCE_DOWN, free_retry=True)
                 continue
-            reply, paper_ids = matcher.compose(job.topics, already.get(job.profile_id, set()))
+            tastes = {topic: taste for topic, topic_votes in votes.get(job.profile_id, {}).items()
+                      if topic in job.topics and (taste := learn(topic, topic_votes)) is not None}
+            reply, paper_ids = matcher.compose(job.topics, already.get(job.profile_id, set()), tastes)
             if reply is None:
                 yield Outcome(ALERT, job.delivery_id, job.profile_id, SKIPPED, error=NOTHING_NEW)
                 continue
             yield Message(job, reply, paper_ids, matcher.batch.day)
+
+    async def _votes(self, profile_ids: list[int]) -> dict[int, dict[str, list[Vote]]]:
+        """People's votes for personalising their alerts; on a storage error, alerts go out unpersonalised."""
+        try:
+            return await self.app.storage.feedback.for_profiles(profile_ids)
+        except Exception:  # noqa: BLE001 - the alert itself matters more than its tuning
+            log.exception("reading feedback for %d alerts failed; sending them unpersonalised", len(profile_ids))
+            return {}
 
     async def _build(self, jobs: Sequence[Job]) -> AsyncIterator[Message | Outcome]:
         channels = [j for j in jobs if isinstance(j, ChannelJob)]

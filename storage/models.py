@@ -218,3 +218,29 @@ class ControlTopic(Base):
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     topic: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PaperFeedback(Base):
+    """A person's vote on a paper for one topic (👍 up, 👎 down, or "fewer" like this).
+
+    ``terms`` keeps the paper's weighted terms as they were when the vote was
+    given (see :mod:`bot.feedback`), so learning needs no other table and
+    votes on papers from the offline sample work too. One vote per person,
+    topic and paper: voting again replaces it.
+    """
+
+    __tablename__ = "paper_feedback"
+    __table_args__ = (
+        UniqueConstraint("profile_id", "topic", "paper_id", name="uq_feedback_once"),
+        Index("ix_feedback_profile_topic", "profile_id", "topic"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("user_profiles.id", ondelete="CASCADE"))
+    topic: Mapped[str] = mapped_column(String(200))
+    paper_id: Mapped[str] = mapped_column(String(100))
+    vote: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(Text, default="")
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

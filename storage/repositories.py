@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.models import ChannelRef, Paper, UserRef
 from storage.control_topics import ControlTopics
 from storage.db import Database, insert_for, upgrade_database
+from storage.feedback import FeedbackStore
 from storage.models import (
     ChannelSubscription,
     FeedEntry,
@@ -241,6 +242,12 @@ class PaperStore:
                 papers.append(paper_from_record(record, day))
         return papers
 
+    async def get(self, paper_id: str) -> Paper | None:
+        """One stored paper, or None."""
+        async with self._db.read() as session:
+            row = await session.get(PaperRecord, paper_id)
+            return paper_from_record(row) if row is not None else None
+
     async def all_papers(self, limit: int = 5000) -> tuple[list[Paper], datetime | None]:
         """The most recently fetched stored papers and when the newest was fetched."""
         async with self._db.read() as session:
@@ -334,6 +341,10 @@ class UserTopics:
             )
             profile = (await session.execute(query)).scalar_one()
         return profile
+
+    async def profile_in(self, session: AsyncSession, user: UserRef, *, create: bool) -> UserProfile | None:
+        """The person's profile row inside the caller's transaction (created when ``create``)."""
+        return await self._profile(session, user, create=create)
 
     async def add(self, user: UserRef, topic: str, *, limit: int) -> tuple[TopicChange, int]:
         """Subscribe ``user`` to a normalized ``topic``; returns the outcome and their topic count."""
@@ -607,6 +618,7 @@ class Storage:
         self.channels = ChannelSettings(db)
         self.workspaces = Workspaces(db)
         self.control_topics = ControlTopics(db)
+        self.feedback = FeedbackStore(db, self.topics)
 
     @classmethod
     def connect(cls, url: str, *, migrate: bool = True) -> Storage:
