@@ -17,6 +17,7 @@ MAX_COMMAND_LENGTH = 4000
 MAX_CHANNEL_TOP_N = 25
 
 SEARCH = "search"
+SEARCH_SHARED = "search_shared"   # a search re-posted for a whole channel: never personalised
 TODAY = "today"
 SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"

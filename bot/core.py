@@ -83,6 +83,7 @@ class Paperboy:
         self.router = CommandRouter()
         for name, handler in (
             (cmd.SEARCH, self._search), (cmd.TODAY, self._today), (cmd.HELP, self._help),
+            (cmd.SEARCH_SHARED, self._search_shared),
             (cmd.SUBSCRIBE, self._subscribe), (cmd.UNSUBSCRIBE, self._unsubscribe),
             (cmd.SUBSCRIPTIONS, self._subscriptions),
             (cmd.CHANNEL_ON, self._channel_on), (cmd.CHANNEL_OFF, self._channel_off),
@@ -192,6 +193,10 @@ class Paperboy:
     async def _search(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         assert args.topic is not None
         return await self.search_reply(args.topic, user=ctx.user)
+
+    async def _search_shared(self, ctx: CommandContext, args: CommandArgs) -> Reply:
+        assert args.topic is not None
+        return await self.search_reply(args.topic)
 
     async def _today(self, ctx: CommandContext, args: CommandArgs) -> Reply:
         return await self.trending_reply()

@@ -23,9 +23,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from adapters.base import Adapter, FailureKind, SendError
 from adapters.slack import SlackAdapter
 from adapters.slack.home import ADD_TOPIC_ACTION, ADD_TOPIC_CALLBACK, REMOVE_TOPIC_ACTION
-from adapters.slack.render import SHARE_ACTION, SUBSCRIBE_ACTION, iter_texts
+from adapters.slack.render import FEEDBACK_ACTIONS, SHARE_ACTION, SUBSCRIBE_ACTION, iter_texts
 from bot.app import App, build_app
-from bot.models import ChannelRef, Reply, ReplyKind, UserRef
+from bot.models import ChannelRef, Reply, ReplyKind, Section, UserRef
+from bot.ranking import rank_for_topic
+from storage.models import PaperFeedback
 from tests.conftest import make_settings
 from tests.fakes.slack_api import HOSTILE_TITLE, FakeSlackApi, TinyHuggingFace, signed_headers
 
@@ -184,7 +186,8 @@ async def test_slash_search_is_acked_before_the_papers_arrive_then_answered_ephe
     text = json.dumps(answer, ensure_ascii=False)
     assert "&lt;!channel&gt; Generalization &amp; &lt;@U123&gt;" in text
     assert "<!channel>" not in text and "<@U123>" not in text and "<!here>" not in text
-    actions = [b for b in blocks if b["type"] == "actions"][0]["elements"]
+    actions = [b for b in blocks if b["type"] == "actions" and b["elements"][0]["action_id"] == SHARE_ACTION][0]
+    actions = actions["elements"]
     assert [(a["action_id"], a["value"]) for a in actions] == [(SHARE_ACTION, "generalization"),
                                                                (SUBSCRIBE_ACTION, "generalization")]
     assert answer["text"].startswith("Papers on “generalization” — 1.")
@@ -300,6 +303,87 @@ async def test_forged_button_value_is_validated(running: Running) -> None:
 
 
 # --- App Home -------------------------------------------------------------------------------------
+
+
+def feedback_rows(blocks: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Each paper section's text and the (label, action id, value) of the buttons right under it."""
+    rows = []
+    for block, after in zip(blocks, blocks[1:]):
+        if block["type"] == "section" and after["type"] == "actions" and \
+                after["elements"][0]["action_id"] in FEEDBACK_ACTIONS.values():
+            rows.append((block["text"]["text"],
+                         [(e["text"]["text"], e["action_id"], e["value"]) for e in after["elements"]]))
+    return rows
+
+
+async def feedback_count(running: Running) -> int:
+    from sqlalchemy import func, select
+
+    async with running.app.storage.db.read() as session:
+        return (await session.execute(select(func.count()).select_from(PaperFeedback))).scalar_one()
+
+
+async def test_feedback_buttons_under_every_paper_record_the_vote_and_confirm_privately(running: Running) -> None:
+    answer = await running.slash("generalization", key="f0")
+    papers = [b for b in answer["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("*")]
+    rows = feedback_rows(answer["blocks"])
+    assert len(rows) == len(papers) == 3
+    assert [[label for label, _, _ in buttons] for _, buttons in rows] == [["👍", "👎", "Fewer like this"]] * 3
+    compositional = next(buttons for text, buttons in rows if "Compositional" in text)
+    assert compositional[0][1:] == (FEEDBACK_ACTIONS["up"], "2511.00003|generalization")
+
+    started = time.monotonic()
+    status, body = await running.action(compositional[0][1], compositional[0][2], key="f1")
+    assert (status, body) == (200, "") and time.monotonic() - started < 3
+    confirmation = (await running.slack.wait_for("response:f1"))[0].params
+    assert confirmation["response_type"] == "ephemeral" and confirmation["replace_original"] is False
+    assert confirmation["blocks"][0]["text"]["text"] == "👍 Noted: more like this"
+    [stored] = await running.app.storage.feedback.votes(UserRef("slack", TEAM, "U1"), "generalization")
+    assert (stored.paper_id, stored.vote) == ("2511.00003", "up")
+
+    again = await running.slash("generalization", key="f2")
+    assert "Ranked for you from your 1 vote" in json.dumps(again, ensure_ascii=False)
+    other = await running.slash("generalization", user="U2", key="f3")      # nobody else's ranking moves
+    assert "Ranked for you" not in json.dumps(other, ensure_ascii=False)
+    assert [t for t, _ in feedback_rows(other["blocks"])] == [t for t, _ in rows]
+
+
+@pytest.mark.parametrize("action_id, value", [
+    (FEEDBACK_ACTIONS["up"], "<!channel>|generalization"),
+    (FEEDBACK_ACTIONS["down"], "2511.00003|" + "x" * 5000),
+    (FEEDBACK_ACTIONS["fewer"], "|"),
+    (FEEDBACK_ACTIONS["up"], "2511.99999|generalization"),            # well formed, never shown
+    (FEEDBACK_ACTIONS["up"], "../../etc/passwd|generalization"),
+    (FEEDBACK_ACTIONS["down"], "2511.00003"),
+])
+async def test_forged_feedback_values_are_refused_cleanly(running: Running, action_id: str, value: str) -> None:
+    await running.slash("generalization", key="h0")      # the papers are known to the bot
+    status, _ = await running.action(action_id, value, key="h1")
+    assert status == 200
+    answer = (await running.slack.wait_for("response:h1"))[0].params
+    assert answer["response_type"] == "ephemeral"
+    text = json.dumps(answer, ensure_ascii=False)
+    assert "Traceback" not in text and "<!channel>" not in text
+    assert answer["blocks"][0]["text"]["text"].startswith(":warning:") or "feedback" in text
+    assert await feedback_count(running) == 0
+
+
+async def test_a_dm_alert_carries_feedback_buttons_that_work_from_the_dm(running: Running) -> None:
+    await running.slash("generalization", key="d0")      # stores the papers, as an alert's feed does
+    ranked = rank_for_topic("generalization", [p for p in (await running.app.storage.papers.all_papers())[0]])
+    alert = Reply(kind=ReplyKind.PERSONAL_ALERT, title="New papers on your topics", ephemeral=False,
+                  sections=(Section(papers=tuple(ranked), heading="generalization", topic="generalization"),))
+    await running.adapter.send_to_user(UserRef("slack", TEAM, "U7"), alert)
+    posted = running.slack.calls_to("chat.postMessage")[-1].params
+    rows = feedback_rows(posted["blocks"])
+    assert len(rows) == len(ranked) == 3
+    label, action_id, value = rows[0][1][2]
+    assert label == "Fewer like this"
+    await running.action(action_id, value, user="U7", channel="DU7", key="d1")
+    confirmation = (await running.slack.wait_for("response:d1"))[0].params
+    assert confirmation["blocks"][0]["text"]["text"] == "Noted: fewer like this"
+    [stored] = await running.app.storage.feedback.votes(UserRef("slack", TEAM, "U7"), "generalization")
+    assert stored.vote == "fewer" and stored.paper_id == ranked[0].paper.paper_id
 
 
 async def test_app_home_lists_topics_alert_time_and_channels(running: Running) -> None:

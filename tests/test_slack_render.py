@@ -14,6 +14,7 @@ from adapters.slack.render import (
     MAX_HEADER_TEXT,
     MAX_SECTION_TEXT,
     MAX_TOTAL_TEXT,
+    FEEDBACK_ACTIONS,
     SHARE_ACTION,
     SUBSCRIBE_ACTION,
     block_text_length,
@@ -106,13 +107,17 @@ def test_search_renders_linked_titles_meta_summary_links_and_why() -> None:
 
 def test_search_has_share_and_subscribe_buttons_carrying_the_topic() -> None:
     message = render_message(search_reply([ranked(1)], topic="diffusion models"))
-    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+    actions = [b for b in message["blocks"] if b["type"] == "actions"
+               and b["elements"][0]["action_id"] not in FEEDBACK_ACTIONS.values()]
     assert len(actions) == 1
     share, subscribe = actions[0]["elements"]
     assert (share["action_id"], share["value"]) == (SHARE_ACTION, "diffusion models")
     assert (subscribe["action_id"], subscribe["value"]) == (SUBSCRIBE_ACTION, "diffusion models")
     assert subscribe["text"]["text"] == "Subscribe to “diffusion models”"
-    assert not [b for b in render_message(search_reply([ranked(1)]), interactive=False)["blocks"]
+    plain = render_message(search_reply([ranked(1)]), interactive=False)["blocks"]
+    assert [[e["action_id"] for e in b["elements"]] for b in plain if b["type"] == "actions"] == [
+        list(FEEDBACK_ACTIONS.values())]                     # only the paper's own vote buttons
+    assert not [b for b in render_message(search_reply([ranked(1)]), interactive=False, feedback=False)["blocks"]
                 if b["type"] == "actions"]
 
 

@@ -77,9 +77,15 @@ from adapters.slack.payloads import (
     team_of,
     user_profile_facts,
 )
-from adapters.slack.render import SHARE_ACTION, SUBSCRIBE_ACTION, render_message
+from adapters.slack.render import (
+    FEEDBACK_ACTIONS,
+    SHARE_ACTION,
+    SUBSCRIBE_ACTION,
+    parse_feedback_value,
+    render_message,
+)
 from bot import commands as cmd
-from bot.commands import CommandArgs
+from bot.commands import CommandArgs, vote_args
 from bot.core import Paperboy
 from bot.models import ChannelRef, CommandContext, Reply, UserRef
 from bot.schedule import format_time
@@ -259,6 +265,8 @@ class SlackAdapter:
         app.command(self._command)(self._on_slash_command)
         app.action(SHARE_ACTION)(self._on_share)
         app.action(SUBSCRIBE_ACTION)(self._on_subscribe)
+        for action_id in FEEDBACK_ACTIONS.values():
+            app.action(action_id)(self._on_feedback)
         app.action(REMOVE_TOPIC_ACTION)(self._on_remove_topic)
         app.action(ADD_TOPIC_ACTION)(self._on_add_topic)
         app.view(ADD_TOPIC_CALLBACK)(self._on_add_topic_submitted)
@@ -652,9 +660,9 @@ class SlackAdapter:
 
         async def share() -> None:
             ctx = await self._interaction(client, body)
-            reply = await self._core.dispatch(ctx, self._topic_args(cmd.SEARCH, action_value(body)))
+            reply = await self._core.dispatch(ctx, self._topic_args(cmd.SEARCH_SHARED, action_value(body)))
             public = not reply.is_error
-            await self._respond(body, reply, in_channel=public, interactive=False,
+            await self._respond(body, reply, in_channel=public, interactive=False, feedback=not public,
                                 shared_by=ctx.user.user if public else None)
 
         self._answer_in_background(body, share)
@@ -669,6 +677,25 @@ class SlackAdapter:
             await self._respond(body, reply, in_channel=False)
 
         self._answer_in_background(body, subscribe)
+
+    async def _on_feedback(self, ack: Any, body: dict[str, Any]) -> None:
+        """👍 / 👎 / "Fewer like this" under a paper: record the vote, confirm to the voter alone.
+
+        The action id and value are checked like a typed vote (:func:`bot.commands.vote_args`);
+        the voter is whoever Slack says clicked, never anything in the value.
+        """
+        await ack()
+        actions = body.get("actions") or [{}]
+        action_id = str(actions[0].get("action_id") or "")
+        vote = next((v for v, a in FEEDBACK_ACTIONS.items() if a == action_id), "")
+        paper_id, topic = parse_feedback_value(action_value(body))
+        args = vote_args(vote, paper_id, topic, max_topic_length=self._settings.max_topic_length)
+
+        async def record() -> None:
+            reply = await self._core.dispatch(interaction_context(body), args)
+            await self._respond(body, reply, in_channel=False)
+
+        self._answer_in_background(body, record)
 
     async def publish_home(self, client: AsyncWebClient, team: str, user_id: str) -> None:
         """Render and publish one person's Home tab (failures are logged, not raised)."""

@@ -40,6 +40,12 @@ ITEM_LIMIT = 250
 
 SHARE_ACTION = "paperboy_share"
 SUBSCRIBE_ACTION = "paperboy_subscribe"
+# 👍 / 👎 / "fewer like this" under each paper; the value is "<paper id>|<topic>" (at most ~300 of
+# Slack's 2,000 characters), read back through the same validation as a typed vote.
+FEEDBACK_ACTIONS = {"up": "paperboy_feedback_up", "down": "paperboy_feedback_down",
+                    "fewer": "paperboy_feedback_fewer"}
+FEEDBACK_LABELS = {"up": "👍", "down": "👎", "fewer": "Fewer like this"}
+FEEDBACK_KINDS = (ReplyKind.SEARCH, ReplyKind.PERSONAL_ALERT)
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{1,30}$")
@@ -250,6 +256,25 @@ def _action_buttons(reply: Reply) -> dict[str, Any] | None:
     return {"type": "actions", "elements": elements}
 
 
+def feedback_value(paper_id: str, topic: str) -> str:
+    """What a feedback button carries: the paper and the topic it was shown for."""
+    return f"{paper_id}|{topic}"
+
+
+def parse_feedback_value(value: str) -> tuple[str, str]:
+    """(paper id, topic) from a feedback button's value; both still to be validated."""
+    paper_id, _, topic = value.partition("|")
+    return paper_id, topic
+
+
+def feedback_block(item: RankedPaper, topic: str) -> dict[str, Any]:
+    """The 👍 / 👎 / "Fewer like this" buttons under one paper."""
+    value = feedback_value(item.paper.paper_id, topic)
+    return {"type": "actions",
+            "elements": [button(FEEDBACK_LABELS[vote], action_id, value)
+                         for vote, action_id in FEEDBACK_ACTIONS.items()]}
+
+
 def _footer_texts(reply: Reply, shared_by: str | None) -> list[str]:
     texts = []
     if shared_by and _SLACK_ID.match(shared_by):
@@ -261,8 +286,8 @@ def _footer_texts(reply: Reply, shared_by: str | None) -> list[str]:
 
 
 def _render_sections(budget: _Budget, sections: tuple[Section, ...], *, reserve_blocks: int,
-                     reserve_text: int) -> None:
-    """Add sections' papers while they fit, then "and N more" for the rest."""
+                     reserve_text: int, feedback: bool = False) -> None:
+    """Add sections' papers (with their feedback buttons) while they fit, then "and N more" for the rest."""
     # Room for this section's "and N more" and for the final "and N more in other topics".
     more_blocks, more_text = 2, 120
     for index, section in enumerate(sections):
@@ -280,10 +305,15 @@ def _render_sections(budget: _Budget, sections: tuple[Section, ...], *, reserve_
         shown = 0
         for item in section.papers:
             block = section_block(paper_text(item))
-            if not budget.fits(block, reserve_blocks=reserve_blocks + more_blocks,
-                               reserve_text=reserve_text + more_text):
+            buttons = feedback_block(item, section.topic) if feedback and section.topic else None
+            extra_blocks = 1 if buttons else 0
+            extra_text = block_text_length([buttons]) if buttons else 0
+            if not budget.fits(block, reserve_blocks=reserve_blocks + more_blocks + extra_blocks,
+                               reserve_text=reserve_text + more_text + extra_text):
                 break
             budget.add(block)
+            if buttons:
+                budget.add(buttons)
             shown += 1
         more = section.more + len(section.papers) - shown
         if more:
@@ -301,11 +331,14 @@ def _add_rest(budget: _Budget, sections: tuple[Section, ...], already: int) -> N
         budget.add(context_block(_more_text(rest, where)))
 
 
-def render_message(reply: Reply, *, interactive: bool = True, shared_by: str | None = None) -> dict[str, Any]:
+def render_message(reply: Reply, *, interactive: bool = True, shared_by: str | None = None,
+                   feedback: bool = True) -> dict[str, Any]:
     """A reply as a Slack message body: ``{"text": fallback, "blocks": [...]}``.
 
     ``interactive`` adds the "Share in channel" and "Subscribe" buttons to search
-    answers; ``shared_by`` (a Slack user id) credits whoever shared it.
+    answers; ``shared_by`` (a Slack user id) credits whoever shared it;
+    ``feedback`` puts 👍 / 👎 / "Fewer like this" under each paper of search
+    answers and personal alerts.
     """
     budget = _Budget()
     if reply.kind is ReplyKind.ERROR:
@@ -327,7 +360,8 @@ def render_message(reply: Reply, *, interactive: bool = True, shared_by: str | N
     if footer_texts:
         tail.append(context_block(*footer_texts))
 
-    _render_sections(budget, reply.sections, reserve_blocks=len(tail), reserve_text=block_text_length(tail))
+    _render_sections(budget, reply.sections, reserve_blocks=len(tail), reserve_text=block_text_length(tail),
+                     feedback=feedback and reply.kind in FEEDBACK_KINDS)
     for block in tail:
         budget.add(block)
     return {"text": fallback_text(reply), "blocks": budget.blocks}
