@@ -27,7 +27,6 @@ the ids on buttons are data to check, never trusted.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections import Counter
@@ -316,33 +315,3 @@ def parse_paper_id(raw: str) -> str:
                                         or _SAMPLE_ID.match(text)):
         raise InputError("That is not a paper id I know the shape of (e.g. 2401.12345).")
     return text
-
-
-# --- topics on buttons: the topic itself when it fits, else a short key ---------------------------
-
-TOPIC_KEY_PREFIX = "#"
-TOPIC_KEY_LENGTH = 10
-
-
-def topic_key(topic: str) -> str:
-    """A short, stable key for a topic (``#`` + 10 hex digits of its SHA-256)."""
-    return TOPIC_KEY_PREFIX + hashlib.sha256(topic.encode()).hexdigest()[:TOPIC_KEY_LENGTH]
-
-
-def topic_ref(topic: str, room: int) -> str:
-    """The topic as a button carries it: itself when it fits in ``room`` characters, else :func:`topic_key`."""
-    if len(topic) <= room and not topic.startswith(TOPIC_KEY_PREFIX):
-        return topic
-    return topic_key(topic)
-
-
-def is_topic_key(ref: str) -> bool:
-    return ref.startswith(TOPIC_KEY_PREFIX) and len(ref) == TOPIC_KEY_LENGTH + 1
-
-
-def resolve_topic_key(ref: str, candidates: Iterable[str]) -> str | None:
-    """The candidate topic whose key is ``ref``, or None."""
-    for topic in candidates:
-        if topic_key(topic) == ref:
-            return topic
-    return None

@@ -27,6 +27,8 @@ from adapters.discord import DiscordAdapter, message_payload
 from bot.app import App, build_app
 from bot.models import ChannelRef, Reply, ReplyKind, UserRef
 from tests.conftest import make_settings
+from adapters.discord.render import check_limits, feedback_option_value
+from adapters.controls import topic_key
 from tests.fakes.discord_api import (
     APPLICATION_ID,
     CHANNEL_ID,
@@ -36,6 +38,7 @@ from tests.fakes.discord_api import (
     FakeDiscordApi,
     autocomplete_payload,
     button_payload,
+    interaction_payload,
     message_with,
     slash_payload,
 )
@@ -115,6 +118,17 @@ async def running(start_discord: Start) -> Running:
     return await start_discord()
 
 
+def without_select_defaults(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """discord.py adds ``required: true`` to select menus and ``default: false`` to their options (defaults)."""
+    def clean(component: dict[str, Any]) -> dict[str, Any]:
+        if component.get("type") != 3:
+            return component
+        options = [{k: v for k, v in o.items() if not (k == "default" and v is False)} for o in component["options"]]
+        return {k: v for k, v in component.items() if k != "required"} | {"options": options}
+
+    return [{**row, "components": [clean(c) for c in row["components"]]} for row in rows]
+
+
 def without_flags(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """discord.py adds ``flags: 0`` to every embed it sends; Discord ignores it."""
     return [{k: v for k, v in e.items() if k != "flags"} for e in embeds]
@@ -135,7 +149,7 @@ async def test_login_syncs_commands_globally_and_logs_the_invite_url(
     assert set(commands) == {"papers", "papers-channel"}
     papers = commands["papers"]
     assert [o["name"] for o in papers["options"]] == ["search", "today", "subscribe", "unsubscribe",
-                                                      "subscriptions", "help", "alerts"]
+                                                      "subscriptions", "help", "alerts", "feedback"]
     assert papers.get("default_member_permissions") is None
     channel = commands["papers-channel"]
     assert str(channel["default_member_permissions"]) == "16"     # Manage Channels
@@ -195,7 +209,7 @@ async def test_send_to_channel_posts_the_previewed_payload_with_no_mentions(runn
     assert call.body["allowed_mentions"] == {"parse": []}
     assert call.body["content"] == preview["content"]
     assert without_flags(call.body["embeds"]) == preview["embeds"]
-    assert call.body["components"] == preview["components"]
+    assert without_select_defaults(call.body["components"]) == preview["components"]
     assert "@everyone" not in str(call.body) and "<@123456789012345678>" not in str(call.body)
 
 
@@ -329,6 +343,11 @@ async def test_search_defers_ephemerally_then_edits_in_the_results_with_buttons(
     assert [(b["label"], b["custom_id"]) for b in buttons] == [
         ("Share in channel", "paperboy:share:generalization"),
         ("Subscribe to generalization", "paperboy:subscribe:generalization")]
+    menus = [row["components"][0] for row in body["components"][1:]]
+    assert [(m["type"], m["custom_id"]) for m in menus] == [
+        (3, "paperboy:fb:up:-"), (3, "paperboy:fb:down:-"), (3, "paperboy:fb:fewer:-")]
+    assert all(len(m["options"]) == len(body["embeds"]) for m in menus)   # every paper shown can be rated
+    assert check_limits(body) == []
     text = json.dumps(body, ensure_ascii=False)
     assert "@everyone" not in text and "<@123456789012345678>" not in text and "<@&456789012345678901>" not in text
     assert any("@\u200beveryone Generalization \\*\\*now\\*\\*" in e["title"] for e in body["embeds"])
@@ -420,6 +439,7 @@ async def test_share_button_reposts_the_results_publicly_naming_who_shared(runni
     assert body["content"].startswith(f"<@{USER_ID}> shared a search:\n**Papers on “generalization”**")
     assert body["allowed_mentions"] == {"parse": []}              # the sharer's name shows, nobody is pinged
     assert [b["label"] for b in body["components"][0]["components"]] == ["Subscribe to generalization"]
+    assert len(body["components"]) == 1                           # no vote menus on a post for everyone
     assert len(body["embeds"]) >= 1
 
 
@@ -576,3 +596,106 @@ async def test_a_full_command_pool_still_defers_at_once_and_answers_busy(start_d
     release.set()
     edits = await running.api.wait_for("edit_original", 3)
     assert sum(BUSY_MESSAGE in json.dumps(e.body) for e in edits) == 1
+
+
+# --- feedback menus ------------------------------------------------------------------------------------------
+
+
+def choice_payload(custom_id: str, value: str, message: dict[str, Any], *, guild_id: str | None = GUILD_ID,
+                   user_id: str = USER_ID) -> dict[str, Any]:
+    """A choice in a string select menu (component type 3) on ``message``, as the gateway delivers it."""
+    return interaction_payload(3, {"component_type": 3, "custom_id": custom_id, "values": [value]},
+                               guild_id=guild_id, user_id=user_id, message=message)
+
+
+def menu(components: list[dict[str, Any]], vote: str) -> dict[str, Any]:
+    return next(row["components"][0] for row in components
+                if row["components"][0].get("custom_id", "").startswith(f"paperboy:fb:{vote}:"))
+
+
+async def feedback_rows(running: Running) -> int:
+    from sqlalchemy import func, select
+
+    from storage.models import PaperFeedback
+
+    async with running.app.storage.db.read() as session:
+        return (await session.execute(select(func.count()).select_from(PaperFeedback))).scalar_one()
+
+
+async def test_a_vote_from_the_menu_is_recorded_and_confirmed_only_to_the_voter(running: Running) -> None:
+    searched = await running.interact(slash_payload("papers", "search", topic="generalization"))
+    up = menu(searched["components"], "up")
+    second = up["options"][1]
+    payload = choice_payload(up["custom_id"], second["value"], message_with(searched["components"]))
+    started = time.monotonic()
+    body = await running.interact(payload)
+    assert running.callback_for(payload) == {"type": 5, "data": {"flags": EPHEMERAL}}   # answered in time
+    assert time.monotonic() - started < 3
+    assert body["embeds"][0]["title"] == "👍 Noted: more like this"
+    paper_id = second["value"].split("/", 1)[1].split(":", 1)[0]      # paperboy:vote/<paper id>:<topic>
+    [stored] = await running.app.storage.feedback.votes(UserRef("discord", GUILD_ID, USER_ID), "generalization")
+    assert (stored.paper_id, stored.vote) == (paper_id, "up")
+    again = await running.interact(slash_payload("papers", "search", topic="generalization"))
+    assert "Ranked for you from your 1 vote" in again["content"]
+
+
+async def test_a_dm_alert_vote_counts_for_the_server_the_alert_was_for(running: Running) -> None:
+    await running.interact(slash_payload("papers", "subscribe", topic="generalization"))
+    alert = await search(running)
+    alert = Reply(kind=ReplyKind.PERSONAL_ALERT, title="New papers on your topics", sections=alert.sections,
+                  ephemeral=False)
+    await running.adapter.send_to_user(UserRef("discord", GUILD_ID, USER_ID), alert)
+    sent = running.api.calls_to("create_message")[-1].body
+    assert check_limits(sent) == []
+    fewer = menu(sent["components"], "fewer")
+    assert fewer["custom_id"] == f"paperboy:fb:fewer:{GUILD_ID}"
+    dm_message = message_with(sent["components"], flags=0)
+    payload = choice_payload(fewer["custom_id"], fewer["options"][0]["value"], dm_message, guild_id=None)
+    body = await running.interact(payload)
+    assert body["embeds"][0]["title"] == "Noted: fewer like this"
+    [stored] = await running.app.storage.feedback.votes(UserRef("discord", GUILD_ID, USER_ID), "generalization")
+    assert stored.vote == "fewer"
+    # someone else pressing a menu forwarded from that DM has no topics on that server: refused
+    stranger = choice_payload(fewer["custom_id"], fewer["options"][1]["value"], dm_message, guild_id=None,
+                              user_id="830000000000000077")
+    refused = await running.interact(stranger)
+    assert "another server" in refused["embeds"][0]["description"]
+    assert await feedback_rows(running) == 1
+
+
+async def test_long_topics_travel_as_a_key_resolved_against_the_voters_own_topics(running: Running) -> None:
+    long_topic = "generalization of " + "very " * 30 + "deep networks"
+    await running.interact(slash_payload("papers", "subscribe", topic=long_topic))
+    value = feedback_option_value(long_topic, "2501.00001")
+    assert value == f"paperboy:vote/2501.00001#{topic_key(long_topic)}" and len(value) <= 100
+    await running.app.papers.search("generalization")                       # the paper is known
+    components = [{"type": 1, "components": [{"type": 3, "custom_id": "paperboy:fb:up:-", "options": [
+        {"label": "1. A paper", "value": value}]}]}]
+    body = await running.interact(choice_payload("paperboy:fb:up:-", value, message_with(components)))
+    assert body["embeds"][0]["title"] == "👍 Noted: more like this"
+    assert len(await running.app.storage.feedback.votes(UserRef("discord", GUILD_ID, USER_ID), long_topic)) == 1
+
+
+@pytest.mark.parametrize(("custom_id", "value"), [
+    ("paperboy:fb:up:-", "paperboy:vote/<@123456789012345678>:generalization"),
+    ("paperboy:fb:up:-", "paperboy:vote/2501.99999:generalization"),          # well formed, never shown
+    ("paperboy:fb:sideways:-", "paperboy:vote/2501.00001:generalization"),
+    ("paperboy:fb:up:../../etc", "paperboy:vote/2501.00001:generalization"),
+    ("paperboy:fb:" + "x" * 80, "paperboy:vote/2501.00001:generalization"),
+    ("paperboy:fb:up:-", "paperboy:vote/2501.00001#abcdefghijklmnop"),       # a key nobody's topic has
+    ("paperboy:fb:up:-", "paperboy:subscribe:generalization"),               # another control's value
+    ("paperboy:fb:up:-", "|"),
+    ("paperboy:fb:down:-", "paperboy:vote/2501.00001:\u200b\u202e \u2066"),     # invisible: no topic at all
+])
+async def test_forged_menus_are_refused_with_an_answer_and_store_nothing(running: Running, custom_id: str,
+                                                                          value: str) -> None:
+    await running.app.papers.search("generalization")
+    components = [{"type": 1, "components": [{"type": 3, "custom_id": custom_id, "options": [
+        {"label": "x", "value": value[:100]}]}]}]
+    payload = choice_payload(custom_id, value[:100], message_with(components))
+    body = await running.interact(payload)
+    assert running.callback_for(payload) == {"type": 5, "data": {"flags": EPHEMERAL}}
+    text = json.dumps(body, ensure_ascii=False)
+    assert body["embeds"] and "Traceback" not in text and "@everyone" not in text.replace("@\u200beveryone", "")
+    assert body["allowed_mentions"] == {"parse": []}
+    assert await feedback_rows(running) == 0

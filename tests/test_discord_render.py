@@ -51,9 +51,12 @@ def search_reply(papers: list[RankedPaper], *, topic: str = "generalization", mo
 
 
 def all_text(payload: dict) -> str:
-    """Everything Discord shows (custom ids are data, never displayed)."""
-    shown = {**payload, "components": [[{k: v for k, v in b.items() if k != "custom_id"} for b in row["components"]]
-                                       for row in payload["components"]]}
+    """Everything Discord shows (custom ids and select option values are data, never displayed)."""
+    def visible(component: dict) -> dict:
+        options = [{k: v for k, v in o.items() if k != "value"} for o in component.get("options", ())]
+        return {k: v for k, v in component.items() if k != "custom_id"} | ({"options": options} if options else {})
+
+    shown = {**payload, "components": [[visible(b) for b in row["components"]] for row in payload["components"]]}
     return json.dumps(shown, ensure_ascii=False)
 
 
@@ -160,7 +163,15 @@ def test_personal_alert_sections_carry_their_topic_heading_and_cut_across_sectio
     assert [e["author"]["name"] for e in payload["embeds"]][:7] == ["New on “topic 0”"] * 6 + ["New on “topic 1”"]
     assert len(payload["embeds"]) == 10
     assert "…and 14 more." in payload["content"]     # 8 papers beyond 10 embeds + 3 × 2 counted by the core
-    assert payload["components"] == []
+    # no share/subscribe buttons; three vote menus, each listing exactly the ten papers shown, with their topic
+    menus = [row["components"][0] for row in payload["components"]]
+    assert [m["custom_id"] for m in menus] == ["paperboy:fb:up:-", "paperboy:fb:down:-", "paperboy:fb:fewer:-"]
+    for m in menus:
+        assert [o["value"] for o in m["options"]] == [f"paperboy:vote/2501.{n:05d}:topic 0" for n in range(1, 7)] + [
+            f"paperboy:vote/2501.{n:05d}:topic 1" for n in range(11, 15)]
+        assert m["options"][6]["description"] == "New on “topic 1”"
+    assert message_payload(reply, workspace="123456789012345678")["components"][0]["components"][0][
+        "custom_id"] == "paperboy:fb:up:123456789012345678"
     assert payload["embeds"][-1]["footer"]["text"].startswith("Manage your topics: /papers subscriptions")
     assert check_limits(payload) == []
 
@@ -222,6 +233,9 @@ def test_search_buttons_share_and_subscribe_and_their_limits() -> None:
     ids = [b["custom_id"] for b in message_payload(search_reply([ranked(1)], topic=long_topic))["components"][0]
            ["components"]]
     assert ids == [f"paperboy:share#{topic_key(long_topic)}", f"paperboy:subscribe#{topic_key(long_topic)}"]
+    menus = message_payload(search_reply([ranked(1)], topic=long_topic))["components"][1:]
+    assert [row["components"][0]["type"] for row in menus] == [3, 3, 3]      # vote menus carry the key too
+    assert menus[0]["components"][0]["options"][0]["value"] == f"paperboy:vote/2501.00001#{topic_key(long_topic)}"
     # Labels stay within 80 characters.
     label = message_payload(search_reply([ranked(1)], topic="w " * 40))["components"][0]["components"][1]["label"]
     assert len(label) <= 80

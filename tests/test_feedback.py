@@ -26,9 +26,6 @@ from bot.feedback import (
     paper_terms,
     parse_paper_id,
     personalise,
-    resolve_topic_key,
-    topic_key,
-    topic_ref,
 )
 from bot.models import CommandContext, Paper, RankedPaper, ReplyKind, UserRef
 from bot.papers import PaperService
@@ -138,16 +135,6 @@ def test_a_few_votes_cannot_blank_a_topic() -> None:
     two_votes = learn(TOPIC, _votes((ROBOTS[0], FEWER), (ROBOTS[1], FEWER)))
     assert two_votes is not None and not two_votes.has_threshold
     assert len(personalise(ranked, two_votes)) == len(ranked)   # two votes re-rank, they drop nothing
-
-
-def test_topic_refs_fit_and_resolve_only_to_known_topics() -> None:
-    long_topic = "a very long topic " * 10
-    assert topic_ref(TOPIC, 50) == TOPIC
-    key = topic_ref(long_topic, 50)
-    assert key == topic_key(long_topic) and len(key) == 11
-    assert resolve_topic_key(key, [TOPIC, long_topic]) == long_topic
-    assert resolve_topic_key(key, [TOPIC]) is None
-    assert topic_ref("#abc", 50) != "#abc"     # a topic that looks like a key is never mistaken for one
 
 
 @pytest.mark.parametrize("hostile", ["<!channel>", "../../etc/passwd", "2401.1234567", "sample:", "sample:A B",

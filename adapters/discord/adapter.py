@@ -276,14 +276,15 @@ class DiscordAdapter:
             dm = await self.client.create_dm(discord.Object(int(user.user)))
         except Exception as exc:  # noqa: BLE001 - mapped to a neutral failure
             raise _logged(send_error(exc), "open a DM with", user.user) from exc
-        return await self._send(dm, reply, key)
+        return await self._send(dm, reply, key, workspace=user.workspace)
 
     async def find_delivery(self, target: ChannelRef | UserRef, key: DeliveryKey) -> SentMessage | None:
         """Always None: Discord itself drops a repeat of a delivery's nonce (see :meth:`_send`), so
         sending again *is* the check, within Discord's nonce window of a few minutes."""
         return None
 
-    async def _send(self, target: discord.abc.Messageable, reply: Reply, key: DeliveryKey | None) -> SentMessage:
+    async def _send(self, target: discord.abc.Messageable, reply: Reply, key: DeliveryKey | None, *,
+                    workspace: str | None = None) -> SentMessage:
         """Create the message; a scheduled delivery carries its own nonce.
 
         discord.py sends every ``nonce`` with ``enforce_nonce: true`` (``discord/http.py``,
@@ -291,7 +292,7 @@ class DiscordAdapter:
         same author within a few minutes with the message already created instead of a new one
         (create-message, ``enforce_nonce``). Without a key discord.py draws a random nonce.
         """
-        payload = message_payload(reply)
+        payload = message_payload(reply, workspace=workspace)
         kwargs = self.commands.send_kwargs(payload)
         if key is not None:
             kwargs["nonce"] = key.nonce

@@ -23,6 +23,7 @@ topic, so they keep working after restarts without any stored view.
 import asyncio
 import logging
 import re
+from dataclasses import replace
 from typing import Any, Optional
 
 import discord
@@ -45,9 +46,20 @@ from adapters.discord.payloads import (
     context_from_interaction,
     user_ref,
 )
-from adapters.discord.render import BUTTON_PRIMARY, MAX_CUSTOM_ID, build_embeds, message_payload
+from adapters.discord.render import (
+    BUTTON_PRIMARY,
+    DM_WORKSPACE_ID,
+    FEEDBACK_HERE,
+    FEEDBACK_PREFIX,
+    MAX_CUSTOM_ID,
+    STRING_SELECT,
+    build_embeds,
+    feedback_topics,
+    message_payload,
+    read_feedback_option,
+)
 from bot import commands as cmd
-from bot.commands import CommandArgs
+from bot.commands import CommandArgs, vote_args
 from bot.core import Paperboy, error_reply
 from bot.models import Reply
 from bot.schedule import search_timezones
@@ -62,6 +74,10 @@ FOLLOW_UP_DEADLINE = 14 * 60.0      # an interaction token lasts 15 minutes
 MAX_CHOICES = 25
 MAX_CHOICE_LENGTH = 100
 BUTTON_TEMPLATE = re.compile(r"paperboy:(?P<action>share|subscribe)[:#].+", re.DOTALL)   # adapters.controls ids
+# Anything under the feedback prefix is taken and checked in the callback, so a forged id gets an answer.
+FEEDBACK_TEMPLATE = re.compile(re.escape(FEEDBACK_PREFIX) + r"(?P<rest>.*)", re.DOTALL)
+_FEEDBACK_ID = re.compile(r"(?P<vote>[a-z]{1,10}):(?P<where>\d{1,20}|dm|-)")
+NOT_YOUR_BUTTON = "That menu belongs to an alert for another server's topics, so the vote was not recorded."
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
@@ -94,6 +110,7 @@ class DiscordCommands:
         self.button_type = self._make_button_type()
         # Slash commands are deferred at once, then worked on here (at most command_workers at a time).
         self.pool = WorkPool(workers=settings.command_workers, queue_size=settings.command_queue, name="discord")
+        self.select_type = self._make_select_type()
 
     # --- rendering to discord.py objects ---------------------------------------------------------------
 
@@ -104,7 +121,8 @@ class DiscordCommands:
         view = discord.ui.View(timeout=None)
         for row, action_row in enumerate(payload["components"]):
             for component in action_row["components"]:
-                view.add_item(self.button_type(component, row=row))
+                item_type = self.select_type if component.get("type") == STRING_SELECT else self.button_type
+                view.add_item(item_type(component, row=row))
         return view
 
     def send_kwargs(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +190,8 @@ class DiscordCommands:
         """Store the topic of a reply's buttons when their ids carry it as a key (too long to fit)."""
         if reply.topic:
             await remember_topics(self.storage, [reply.topic], limit=MAX_CUSTOM_ID)
+        for topic, head in feedback_topics(reply):      # the vote menus carry "vote/<paper id>" too
+            await remember_topics(self.storage, [topic], limit=MAX_CUSTOM_ID, action_length=head)
 
     async def _button_topic(self, interaction: discord.Interaction, control: ControlRef) -> str:
         """The topic a pressed button carries, checked as typed text (:class:`InputError` if unusable)."""
@@ -195,7 +215,8 @@ class DiscordCommands:
             await interaction.followup.send(ephemeral=True, **self.send_kwargs(failed))
             return
         await self.remember_controls(reply)
-        payload = message_payload(reply, share_button=False, lead=f"<@{interaction.user.id}> shared a search:")
+        payload = message_payload(reply, share_button=False, feedback=False,
+                                  lead=f"<@{interaction.user.id}> shared a search:")
         try:
             await interaction.followup.send(ephemeral=False, **self.send_kwargs(payload))
         except discord.HTTPException as exc:
@@ -211,6 +232,61 @@ class DiscordCommands:
             args = CommandArgs(cmd.HELP, problem=str(exc))
         reply = await self._dispatch(context_from_interaction(interaction), args)
         await self._edit(interaction, reply)
+
+    async def vote(self, interaction: discord.Interaction, custom_id: str) -> None:
+        """A choice in a 👍 / 👎 / "fewer like this" menu: checked like a typed vote, confirmed privately.
+
+        The voter is whoever Discord says chose; the menu's custom id and the option's value are data to
+        validate. A vote from a DM alert lands on the topics of the server the alert was for, and only
+        when the voter follows topics there.
+        """
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        ctx = context_from_interaction(interaction)
+        values = (interaction.data or {}).get("values") or [""]
+        option = read_feedback_option(str(values[0]))
+        parsed = _FEEDBACK_ID.fullmatch(custom_id[len(FEEDBACK_PREFIX):])
+        if parsed is None or option is None:
+            await self._edit(interaction, error_reply("That menu is not one of mine; the vote was not recorded."))
+            return
+        where = parsed["where"]
+        if interaction.guild_id is None and where not in (FEEDBACK_HERE, DM_WORKSPACE_ID):
+            ctx = replace(ctx, user=user_ref(user_id=interaction.user.id, guild_id=where))
+            if await self.storage.topics.setting(ctx.user) is None:
+                await self._edit(interaction, error_reply(NOT_YOUR_BUTTON))
+                return
+        paper_id, control = option
+        try:
+            topic = await topic_of(self.storage, control, user=ctx.user, max_length=self.settings.max_topic_length)
+        except InputError as exc:
+            args = CommandArgs(cmd.HELP, problem=str(exc))
+        else:
+            args = vote_args(parsed["vote"], paper_id, topic, max_topic_length=self.settings.max_topic_length)
+        await self._edit(interaction, await self._dispatch(ctx, args))
+
+    def _make_select_type(self) -> type[discord.ui.DynamicItem[discord.ui.Select]]:
+        commands = self
+
+        class FeedbackMenu(discord.ui.DynamicItem[discord.ui.Select], template=FEEDBACK_TEMPLATE):
+            """A 👍 / 👎 / "fewer like this" menu; its custom id names the vote and where it counts."""
+
+            def __init__(self, component: dict[str, Any], *, row: int | None = None) -> None:
+                options = [discord.SelectOption(label=o["label"], value=o["value"], description=o.get("description"))
+                           for o in component.get("options") or ()]
+                super().__init__(discord.ui.Select(custom_id=component["custom_id"],
+                                                   placeholder=component.get("placeholder"),
+                                                   options=options or [discord.SelectOption(label="-")]), row=row)
+                self.custom_id_text = component["custom_id"]
+
+            @classmethod
+            async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                                     match: re.Match[str]) -> "FeedbackMenu":
+                options = [{"label": o.label, "value": o.value} for o in getattr(item, "options", ())]
+                return cls({"custom_id": match.string, "options": options})
+
+            async def callback(self, interaction: discord.Interaction) -> None:
+                await commands.vote(interaction, self.custom_id_text)
+
+        return FeedbackMenu
 
     def _make_button_type(self) -> type[discord.ui.DynamicItem[discord.ui.Button]]:
         commands = self
@@ -302,6 +378,19 @@ class DiscordCommands:
         async def alerts_show(interaction: discord.Interaction) -> None:
             await answer(interaction)
 
+        feedback = app_commands.Group(name="feedback", description="What your 👍 / 👎 votes taught",
+                                      parent=papers)
+
+        @feedback.command(name="show", description="What your votes taught, per topic")
+        async def feedback_show(interaction: discord.Interaction) -> None:
+            await answer(interaction)
+
+        @feedback.command(name="reset", description="Forget your votes (on one topic, or all)")
+        @app_commands.describe(topic="The topic to forget votes on (leave empty for all)")
+        async def feedback_reset(interaction: discord.Interaction,
+                                 topic: Optional[Topic] = None) -> None:  # type: ignore[valid-type]
+            await answer(interaction)
+
         channel = app_commands.Group(
             name=PAPERS_CHANNEL, description="This channel's daily post of trending papers",
             guild_only=True, allowed_contexts=app_commands.AppCommandContext(guild=True),
@@ -335,7 +424,7 @@ class DiscordCommands:
         for group in self.groups():
             tree.add_command(group)
         tree.error(self._on_tree_error)
-        client.add_dynamic_items(self.button_type)
+        client.add_dynamic_items(self.button_type, self.select_type)
         return tree
 
     async def _on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:

@@ -48,6 +48,8 @@ COMMANDS: dict[tuple[str, ...], str] = {
     (PAPERS, "alerts", "on"): cmd.ALERTS_ON,
     (PAPERS, "alerts", "off"): cmd.ALERTS_OFF,
     (PAPERS, "alerts", "show"): cmd.ALERTS_SHOW,
+    (PAPERS, "feedback", "show"): cmd.FEEDBACK_SHOW,
+    (PAPERS, "feedback", "reset"): cmd.FEEDBACK_RESET,
     (PAPERS_CHANNEL, "on"): cmd.CHANNEL_ON,
     (PAPERS_CHANNEL, "off"): cmd.CHANNEL_OFF,
     (PAPERS_CHANNEL, "show"): cmd.CHANNEL_SHOW,
@@ -89,6 +91,10 @@ def command_args(data: Mapping[str, Any], *, max_topic_length: int = 200) -> Com
             return CommandArgs(name, topic=normalize_topic(str(values.get("topic") or ""),
                                                            max_length=max_topic_length,
                                                            matchable=name != cmd.UNSUBSCRIBE))
+        if name == cmd.FEEDBACK_RESET:
+            raw_topic = values.get("topic")
+            topic = normalize_topic(str(raw_topic), max_length=max_topic_length, matchable=False) if raw_topic else None
+            return CommandArgs(name, topic=topic)
         if name in (cmd.CHANNEL_ON, cmd.ALERTS_ON):
             raw_time, raw_zone = values.get("time"), values.get("timezone")
             at = parse_time_of_day(str(raw_time)) if raw_time else None

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import discord
 from discord.utils import escape_mentions
 
-from adapters.controls import control_id
+from adapters.controls import ControlRef, control_id, parse_control_id
 from bot.models import Link, RankedPaper, Reply, ReplyKind, Section
 from bot.present import authors_line, paper_links, summary_line
 from bot.text import clean_line, shorten, strip_controls
@@ -52,6 +52,20 @@ MAX_ITEMS = 25
 
 SHARE_ACTION = "share"
 SUBSCRIBE_ACTION = "subscribe"
+# Feedback: one select menu per vote (Discord allows 5 action rows, so three menus reach every paper of a
+# message where a row of buttons per paper could not). The menu's custom_id is "paperboy:fb:<vote>:<where>",
+# where is the server whose topics the papers were picked for (a DM alert) or "-" (the server clicked in);
+# each option's value is an adapters.controls id "paperboy:vote/<paper id>:<topic>" (keyed when too long).
+# Both are validated like typed input when read back.
+FEEDBACK_PREFIX = "paperboy:fb:"
+FEEDBACK_HERE = "-"
+DM_WORKSPACE_ID = "dm"
+VOTE_ACTION = "vote"
+FEEDBACK_PLACEHOLDERS = {"up": "👍 More like this…", "down": "👎 Not for me…", "fewer": "Fewer like this…"}
+FEEDBACK_KINDS = (ReplyKind.SEARCH, ReplyKind.PERSONAL_ALERT)
+MAX_OPTION = 100
+MAX_OPTIONS = 25
+STRING_SELECT = 3
 SHARE_PREFIX = "paperboy:share:"
 SUBSCRIBE_PREFIX = "paperboy:subscribe:"
 
@@ -234,13 +248,14 @@ def embed_size(embed: dict[str, Any]) -> int:
 class _Entry:
     ranked: RankedPaper
     heading: str | None
+    topic: str | None = None
 
 
 def _entries(sections: tuple[Section, ...]) -> list[_Entry]:
     entries = []
     for section in sections:
         for ranked in section.papers:
-            entries.append(_Entry(ranked, section.heading))
+            entries.append(_Entry(ranked, section.heading, section.topic))
     return entries
 
 
@@ -322,11 +337,66 @@ def buttons(reply: Reply, *, share_button: bool = True) -> list[dict[str, Any]]:
     return [{"type": ACTION_ROW, "components": row}] if row else []
 
 
-def message_payload(reply: Reply, *, share_button: bool = True, lead: str | None = None) -> dict[str, Any]:
+def feedback_custom_id(vote: str, workspace: str | None) -> str:
+    """``paperboy:fb:<vote>:<server id, dm or ->`` (at most 45 characters)."""
+    return f"{FEEDBACK_PREFIX}{vote}:{workspace or FEEDBACK_HERE}"
+
+
+def feedback_option_value(topic: str, paper_id: str) -> str | None:
+    """``paperboy:vote/<paper id>:<topic>``, keyed when over 100; None for ids a control cannot carry."""
+    try:
+        return control_id(VOTE_ACTION, topic, arg=paper_id, limit=MAX_OPTION)
+    except ValueError:      # e.g. an offline-sample id: no menu entry rather than a broken one
+        return None
+
+
+def feedback_topics(reply: Reply) -> list[tuple[str, int]]:
+    """Each topic a reply's vote controls carry, with the longest ``vote/<paper id>`` it is used with."""
+    longest: dict[str, int] = {}
+    for section in reply.sections:
+        if section.topic and section.papers:
+            head = len(VOTE_ACTION) + 1 + max(len(p.paper.paper_id) for p in section.papers)
+            longest[section.topic] = max(head, longest.get(section.topic, 0))
+    return list(longest.items())
+
+
+def feedback_menus(entries: list[_Entry], *, workspace: str | None = None) -> list[dict[str, Any]]:
+    """Three select menus (👍, 👎, fewer like this), each listing every paper shown."""
+    options = []
+    for entry in entries[:MAX_OPTIONS]:
+        ranked = entry.ranked
+        value = feedback_option_value(entry.topic, ranked.paper.paper_id) if entry.topic else None
+        if value is None:
+            continue
+        label = (f"{ranked.rank}. " if ranked.rank else "") + clean_line(ranked.paper.title or ranked.paper.paper_id)
+        option: dict[str, Any] = {"label": cut(break_mentions(label), MAX_OPTION), "value": value}
+        if entry.heading:
+            option["description"] = cut(break_mentions(clean_line(entry.heading)), MAX_OPTION)
+        options.append(option)
+    if not options:
+        return []
+    return [{"type": ACTION_ROW, "components": [{
+        "type": STRING_SELECT, "custom_id": feedback_custom_id(vote, workspace), "placeholder": placeholder,
+        "min_values": 1, "max_values": 1, "options": options, "disabled": False}]}
+        for vote, placeholder in FEEDBACK_PLACEHOLDERS.items()]
+
+
+def read_feedback_option(value: str) -> tuple[str, ControlRef] | None:
+    """(paper id, parsed control) from a chosen option's value, or None when it is not a vote control."""
+    control = parse_control_id(value)
+    if control is None or control.action != VOTE_ACTION or not control.arg:
+        return None
+    return control.arg, control
+
+
+def message_payload(reply: Reply, *, share_button: bool = True, lead: str | None = None,
+                    feedback: bool = True, workspace: str | None = None) -> dict[str, Any]:
     """The exact JSON body for ``POST /channels/{id}/messages`` (and interaction follow-ups).
 
     ``share_button`` is False for a search already shared publicly (it keeps "Subscribe");
-    ``lead`` is a line of the bot's own (already safe) text put first, e.g. who shared a search.
+    ``lead`` is a line of the bot's own (already safe) text put first, e.g. who shared a search;
+    ``feedback`` adds the vote menus to search answers and alerts; ``workspace`` is the server an
+    alert sent by DM was picked for, so a vote from the DM lands on that server's topics.
     """
     footer = _footer(reply)
     entries = _entries(reply.sections)
@@ -342,10 +412,13 @@ def message_payload(reply: Reply, *, share_button: bool = True, lead: str | None
         content = _content(reply, has_papers=False, more=0)
     if lead:
         content = cut(lead + ("\n" + content if content else ""), MAX_CONTENT)
+    components = buttons(reply, share_button=share_button)
+    if feedback and reply.kind in FEEDBACK_KINDS and entries:
+        components += feedback_menus(entries[:len(embeds)], workspace=workspace)
     return {
         "content": content,
         "embeds": embeds,
-        "components": buttons(reply, share_button=share_button),
+        "components": components,
         "allowed_mentions": {"parse": []},
     }
 
@@ -376,12 +449,20 @@ def check_limits(payload: dict[str, Any]) -> list[str]:
         problems.extend(f"embed {name} over {limit}" for size, limit, name in checks if size > limit)
     if not (payload.get("content") or embeds):
         problems.append("empty message")
+    if len(payload.get("components", [])) > 5:
+        problems.append("more than 5 action rows")
     for row in payload.get("components", []):
         for component in row["components"]:
             if len(component.get("custom_id", "")) > MAX_CUSTOM_ID:
                 problems.append("custom_id over 100")
             if len(component.get("label", "")) > MAX_BUTTON_LABEL:
                 problems.append("button label over 80")
+            options = component.get("options", [])
+            if len(options) > MAX_OPTIONS:
+                problems.append("more than 25 options")
+            for option in options:
+                if any(len(option.get(key, "")) > MAX_OPTION for key in ("label", "value", "description")):
+                    problems.append("select option over 100")
     if payload.get("allowed_mentions") != {"parse": []}:
         problems.append("mentions allowed")
     return problems
