@@ -52,12 +52,12 @@ TITLE_WEIGHT = 1.0
 BODY_WEIGHT = 0.35
 PRIOR_VOTES = 2.0
 MAX_TERM_WEIGHT = 0.5
-MAX_AFFINITY = 0.5
-GAIN = 2.0
-CUT = 0.06
+MAX_AFFINITY = 2.0
+GAIN = 0.5
+CUT = 0.3
 THRESHOLD_MIN_VOTES = 3
 MAX_DROPPED_SHARE = 0.6
-NOTE_MIN_AFFINITY = 0.02
+NOTE_MIN_AFFINITY = 0.25
 MAX_VOTES_LEARNED = 200       # the most recent votes per topic that are learned from
 MAX_FEATURES = 80             # terms kept per voted paper
 
@@ -185,7 +185,7 @@ class TopicTaste:
     """What one person's votes on one topic taught: term weights and a threshold."""
 
     __slots__ = ("topic", "votes", "weights", "labels", "liked", "disliked", "fewer", "_leave_out",
-                 "_liked_by_term", "_disliked_by_term", "_cache")
+                 "_liked_by_term", "_disliked_by_term", "_cache", "_centre", "_scale")
 
     def __init__(self, topic: str, votes: Sequence[Vote]) -> None:
         self.topic = topic
@@ -217,6 +217,20 @@ class TopicTaste:
                 weights[term] = max(-MAX_TERM_WEIGHT, min(MAX_TERM_WEIGHT, value))
         self.weights = weights
         self._cache: dict[str, Adjustment] = {}
+        # Put affinities on the person's own scale: their liked papers near +1, turned-down ones near -1
+        # (0 is the midpoint), shrunk while there are few votes.
+        liked = [self._raw(v.terms.weights) for v in self.votes if VOTE_STRENGTH.get(v.vote, 0) > 0]
+        disliked = [self._raw(v.terms.weights) for v in self.votes if VOTE_STRENGTH.get(v.vote, 0) < 0]
+        high = sum(liked) / len(liked) if liked else 0.0
+        low = sum(disliked) / len(disliked) if disliked else 0.0
+        if liked and disliked:
+            self._centre, spread = (high + low) / 2, (high - low) / 2
+        else:
+            self._centre, spread = 0.0, abs(high or low)
+        shrink = len(self.votes) / (len(self.votes) + PRIOR_VOTES)
+        self._scale = shrink / spread if spread > 1e-9 else 0.0
+        if not self._scale:
+            self.weights = {}
 
     @property
     def voted_ids(self) -> frozenset[str]:
@@ -242,6 +256,10 @@ class TopicTaste:
                         key=lambda wt: (-abs(wt[0]), wt[1]))
         return [self.labels.get(t, t) for _, t in ranked[:count]]
 
+    def _raw(self, weights: Mapping[str, float]) -> float:
+        vector = _unit(weights, self._leave_out)
+        return sum(self.weights.get(t, 0.0) * v for t, v in vector.items())
+
     def adjust(self, paper: Paper) -> Adjustment:
         """How this taste moves ``paper`` (cached per paper id)."""
         cached = self._cache.get(paper.paper_id)
@@ -249,7 +267,8 @@ class TopicTaste:
             return cached
         vector = _unit(paper_terms(paper).weights, self._leave_out)
         contributions = {t: self.weights[t] * v for t, v in vector.items() if t in self.weights}
-        affinity = max(-MAX_AFFINITY, min(MAX_AFFINITY, sum(contributions.values())))
+        raw = sum(contributions.values())
+        affinity = max(-MAX_AFFINITY, min(MAX_AFFINITY, (raw - self._centre) * self._scale))
         note = None
         if abs(affinity) >= NOTE_MIN_AFFINITY and contributions:
             term = max(contributions, key=lambda t: contributions[t] if affinity > 0 else -contributions[t])
