@@ -330,7 +330,7 @@ async def test_feedback_buttons_under_every_paper_record_the_vote_and_confirm_pr
     assert len(rows) == len(papers) == 3
     assert [[label for label, _, _ in buttons] for _, buttons in rows] == [["👍", "👎", "Fewer like this"]] * 3
     compositional = next(buttons for text, buttons in rows if "Compositional" in text)
-    assert compositional[0][1:] == (FEEDBACK_ACTIONS["up"], "2511.00003|generalization")
+    assert compositional[0][1:] == (FEEDBACK_ACTIONS["up"], "paperboy:vote/2511.00003:generalization")
 
     started = time.monotonic()
     status, body = await running.action(compositional[0][1], compositional[0][2], key="f1")
@@ -349,12 +349,14 @@ async def test_feedback_buttons_under_every_paper_record_the_vote_and_confirm_pr
 
 
 @pytest.mark.parametrize("action_id, value", [
-    (FEEDBACK_ACTIONS["up"], "<!channel>|generalization"),
-    (FEEDBACK_ACTIONS["down"], "2511.00003|" + "x" * 5000),
+    (FEEDBACK_ACTIONS["up"], "paperboy:vote/<!channel>:generalization"),
+    (FEEDBACK_ACTIONS["down"], "paperboy:vote/2511.00003:" + "x" * 5000),
     (FEEDBACK_ACTIONS["fewer"], "|"),
-    (FEEDBACK_ACTIONS["up"], "2511.99999|generalization"),            # well formed, never shown
-    (FEEDBACK_ACTIONS["up"], "../../etc/passwd|generalization"),
-    (FEEDBACK_ACTIONS["down"], "2511.00003"),
+    (FEEDBACK_ACTIONS["up"], "paperboy:vote/2511.99999:generalization"),     # well formed, never shown
+    (FEEDBACK_ACTIONS["up"], "paperboy:vote/../../etc/passwd:generalization"),
+    (FEEDBACK_ACTIONS["down"], "2511.00003|generalization"),
+    (FEEDBACK_ACTIONS["down"], "paperboy:subscribe:generalization"),          # another control's value
+    (FEEDBACK_ACTIONS["up"], "paperboy:vote/2511.00003#abcdefghijklmnop"),    # a key nobody's topic has
 ])
 async def test_forged_feedback_values_are_refused_cleanly(running: Running, action_id: str, value: str) -> None:
     await running.slash("generalization", key="h0")      # the papers are known to the bot

@@ -48,7 +48,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.base import DeliveryKey, FailureKind, HistoryUnavailable, SendError, SentMessage
 from bot.supervision import CredentialsRejected
-from adapters.controls import read_topic
+from adapters.controls import read_topic, topic_of
 from adapters.slack.answers import (
     CALL_FAILURES,
     ResilientAuthorize,
@@ -688,11 +688,21 @@ class SlackAdapter:
         actions = body.get("actions") or [{}]
         action_id = str(actions[0].get("action_id") or "")
         vote = next((v for v, a in FEEDBACK_ACTIONS.items() if a == action_id), "")
-        paper_id, topic = parse_feedback_value(action_value(body))
-        args = vote_args(vote, paper_id, topic, max_topic_length=self._settings.max_topic_length)
+        ctx = interaction_context(body)
+        control = parse_feedback_value(action_value(body))
 
         async def record() -> None:
-            reply = await self._core.dispatch(interaction_context(body), args)
+            if control is None:
+                args = CommandArgs(cmd.HELP, problem="That button is not one of mine; the vote was not recorded.")
+            else:
+                try:
+                    topic = await topic_of(self._storage, control, user=ctx.user,
+                                           max_length=self._settings.max_topic_length)
+                except InputError as exc:
+                    args = CommandArgs(cmd.HELP, problem=str(exc))
+                else:
+                    args = vote_args(vote, control.arg or "", topic, max_topic_length=self._settings.max_topic_length)
+            reply = await self._core.dispatch(ctx, args)
             await self._respond(body, reply, in_channel=False)
 
         self._answer_in_background(body, record)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.controls import SLACK_VALUE_LIMIT, ControlRef, control_id, parse_control_id
 from bot.models import Link, RankedPaper, Reply, ReplyKind, Section
 from bot.text import clean_line
 
@@ -40,10 +41,12 @@ ITEM_LIMIT = 250
 
 SHARE_ACTION = "paperboy_share"
 SUBSCRIBE_ACTION = "paperboy_subscribe"
-# 👍 / 👎 / "fewer like this" under each paper; the value is "<paper id>|<topic>" (at most ~300 of
-# Slack's 2,000 characters), read back through the same validation as a typed vote.
+# 👍 / 👎 / "fewer like this" under each paper; the value is an adapters.controls id,
+# "paperboy:vote/<paper id>:<topic>" (at most ~290 of Slack's 2,000 characters), read back through the
+# same validation as a typed vote.
 FEEDBACK_ACTIONS = {"up": "paperboy_feedback_up", "down": "paperboy_feedback_down",
                     "fewer": "paperboy_feedback_fewer"}
+VOTE_ACTION = "vote"
 FEEDBACK_LABELS = {"up": "👍", "down": "👎", "fewer": "Fewer like this"}
 FEEDBACK_KINDS = (ReplyKind.SEARCH, ReplyKind.PERSONAL_ALERT)
 
@@ -256,20 +259,26 @@ def _action_buttons(reply: Reply) -> dict[str, Any] | None:
     return {"type": "actions", "elements": elements}
 
 
-def feedback_value(paper_id: str, topic: str) -> str:
-    """What a feedback button carries: the paper and the topic it was shown for."""
-    return f"{paper_id}|{topic}"
+def feedback_value(paper_id: str, topic: str) -> str | None:
+    """What a feedback button carries (the paper and the topic it was shown for); None when a control
+    cannot carry the paper's id (offline-sample papers)."""
+    try:
+        return control_id(VOTE_ACTION, topic, arg=paper_id, limit=SLACK_VALUE_LIMIT)
+    except ValueError:
+        return None
 
 
-def parse_feedback_value(value: str) -> tuple[str, str]:
-    """(paper id, topic) from a feedback button's value; both still to be validated."""
-    paper_id, _, topic = value.partition("|")
-    return paper_id, topic
+def parse_feedback_value(value: str) -> ControlRef | None:
+    """The vote control in a feedback button's value (paper id in ``arg``), or None when it is not one."""
+    control = parse_control_id(value)
+    return control if control is not None and control.action == VOTE_ACTION and control.arg else None
 
 
-def feedback_block(item: RankedPaper, topic: str) -> dict[str, Any]:
+def feedback_block(item: RankedPaper, topic: str) -> dict[str, Any] | None:
     """The 👍 / 👎 / "Fewer like this" buttons under one paper."""
     value = feedback_value(item.paper.paper_id, topic)
+    if value is None:
+        return None
     return {"type": "actions",
             "elements": [button(FEEDBACK_LABELS[vote], action_id, value)
                          for vote, action_id in FEEDBACK_ACTIONS.items()]}
