@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/commands.py
 	$(PY) benchmarks/fanout.py
+	$(PY) benchmarks/feedback.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
