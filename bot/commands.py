@@ -130,7 +130,9 @@ def _feedback_command(rest: str, *, max_topic_length: int) -> CommandArgs:
         if not tail:
             return CommandArgs(FEEDBACK_RESET)
         try:
-            return CommandArgs(FEEDBACK_RESET, topic=normalize_topic(tail, max_length=max_topic_length))
+            # any topic voted on can be forgotten, even one the matching rules now refuse
+            return CommandArgs(FEEDBACK_RESET, topic=normalize_topic(tail, max_length=max_topic_length,
+                                                                      matchable=False))
         except InputError as exc:
             return CommandArgs(HELP, problem=str(exc))
     paper, _, topic = tail.partition(" ")
