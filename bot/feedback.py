@@ -14,12 +14,15 @@ How it learns (a Rocchio-style profile, one per person and topic):
   counts twice as much as 👎; each side is averaged with a prior of
   :data:`PRIOR_VOTES` votes, so two or three votes move little;
 * a paper's *affinity* is the dot product of its (unit-length) term vector with
-  those weights, clamped to ±:data:`MAX_AFFINITY`; its score is multiplied by
-  ``exp(GAIN × affinity)`` (at most ×2.7 either way, so relevance still rules);
-* the learned threshold: once a topic has :data:`THRESHOLD_MIN_VOTES` votes, a
-  paper whose affinity is below ``-CUT`` (clearly like what the person turned
-  down) is left out of their alerts and searches on that topic -- but never
-  more than :data:`MAX_DROPPED_SHARE` of the list, so votes cannot blank it.
+  those weights, put on the person's own scale (the mean of their liked papers
+  is +1, of the turned-down ones -1), shrunk by n / (n + PRIOR_VOTES) and
+  clamped to ±:data:`MAX_AFFINITY`; its score is multiplied by
+  ``exp(GAIN × affinity)`` (at most ×e either way, so relevance still rules);
+* the learned threshold: once a topic has :data:`THRESHOLD_MIN_VOTES` votes with
+  a 👎 or "fewer" among them, a paper whose affinity is below ``-CUT`` (clearly
+  like what the person turned down) is left out of their alerts and searches on
+  that topic -- but never more than :data:`MAX_DROPPED_SHARE` of the list, so
+  votes cannot blank it.
 
 Votes are validated like typed input (:func:`parse_vote`, :func:`parse_paper_id`);
 the ids on buttons are data to check, never trusted.
@@ -30,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -42,9 +45,7 @@ from bot.text import InputError
 UP = "up"
 DOWN = "down"
 FEWER = "fewer"
-VOTES = (UP, DOWN, FEWER)
 VOTE_STRENGTH = {UP: 1.0, DOWN: -1.0, FEWER: -2.0}
-VOTE_WORDS = {UP: "👍 more like this", DOWN: "👎 not for me", FEWER: "fewer like this"}
 _VOTE_ALIASES = {"up": UP, "like": UP, "+1": UP, "👍": UP, "down": DOWN, "dislike": DOWN, "-1": DOWN, "👎": DOWN,
                  "fewer": FEWER, "less": FEWER}
 
