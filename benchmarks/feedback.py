@@ -9,10 +9,11 @@ when the pattern is in its title or at least twice in its abstract.
 Papers: the bundled offline sample (174 real papers from the Hugging Face
 papers site), split once into a pool the days are drawn from and a held-out
 pool for measuring. Every day a feed of :data:`FEED_SIZE` papers is drawn
-from the first pool; the alert is what production sends for the topic -- the
-top :data:`ALERT_PAPERS` of :func:`bot.ranking.rank_for_topic` re-ranked by
-:func:`bot.feedback.personalise` with the person's votes so far, never a paper
-sent before. The person then votes on what they got:
+from the first pool; the alert is what production sends for the topic: the
+delivery pass's own :class:`scheduler.delivery.AlertMatcher` (the papers above
+the alert threshold, re-ranked and thresholded by :func:`bot.feedback.personalise`
+with the person's votes so far, at most :data:`ALERT_PAPERS`, never a paper
+sent or voted on before). The person then votes on what they got:
 
 * ``diligent``: votes on every paper -- 👍 if it is of interest, else 👎, or
   "fewer like this" for every other off-interest paper;
@@ -40,14 +41,15 @@ from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.feedback import DOWN, FEWER, UP, Vote, learn, paper_terms, personalise  # noqa: E402
+from bot.feedback import DOWN, FEWER, UP, Vote, learn, paper_terms  # noqa: E402
 from bot.models import Paper  # noqa: E402
-from bot.ranking import rank_for_topic  # noqa: E402
+from bot.papers import Origin, PaperBatch  # noqa: E402
 from bot.sample import load_sample  # noqa: E402
+from scheduler.delivery import ALERT_PAPERS_PER_TOPIC, AlertMatcher  # noqa: E402
 
 DAYS = 30
 FEED_SIZE = 30
-ALERT_PAPERS = 5
+ALERT_PAPERS = ALERT_PAPERS_PER_TOPIC
 EVAL_DAYS = 20
 SEEDS = 5
 HELD_OUT_SHARE = 0.35
@@ -92,10 +94,12 @@ class Person:
     sent: set[str] = field(default_factory=set)
 
     def alert(self, feed: list[Paper], *, learned: bool = True, remember: bool = True) -> list[Paper]:
-        """What production would send this person from ``feed`` today."""
-        ranked = rank_for_topic(self.interest.topic, feed, now=NOW)
-        taste = learn(self.interest.topic, self.votes) if learned else None
-        chosen = [r.paper for r in personalise(ranked, taste) if r.paper.paper_id not in self.sent][:ALERT_PAPERS]
+        """What production would send this person from ``feed`` today (the delivery pass's own matcher)."""
+        topic = self.interest.topic
+        taste = learn(topic, self.votes) if learned else None
+        matcher = AlertMatcher(PaperBatch(feed, Origin.LIVE), now=NOW)
+        reply, _ = matcher.compose([topic], set(self.sent), {topic: taste} if taste is not None else None)
+        chosen = [r.paper for r in reply.papers] if reply is not None else []
         if remember:
             self.sent.update(p.paper_id for p in chosen)
         return chosen
