@@ -256,7 +256,7 @@ class PaperService:
         offline sample; None if unknown."""
         if len(paper_id) <= 64:   # the stored copy's id column
             stored = await self._store.get(paper_id)
-            if stored is None and self.writer.pending():
+            if stored is None and self.writer.pending:
                 await self.writer.flush()
                 stored = await self._store.get(paper_id)
             if stored is not None:

@@ -372,6 +372,7 @@ async def test_forged_feedback_values_are_refused_cleanly(running: Running, acti
 
 async def test_a_dm_alert_carries_feedback_buttons_that_work_from_the_dm(running: Running) -> None:
     await running.slash("generalization", key="d0")      # stores the papers, as an alert's feed does
+    await running.app.papers.writer.flush()
     ranked = rank_for_topic("generalization", [p for p in (await running.app.storage.papers.all_papers())[0]])
     alert = Reply(kind=ReplyKind.PERSONAL_ALERT, title="New papers on your topics", ephemeral=False,
                   sections=(Section(papers=tuple(ranked), heading="generalization", topic="generalization"),))
@@ -699,8 +700,12 @@ async def test_a_200_character_topic_keeps_every_slack_control(running: Running)
     """Block Kit button values hold 2,000 characters, so the topic itself travels (adapters.controls)."""
     topic = ("generalization " * 13).strip()           # 194 characters
     answer = await running.slash(topic, key="long")
-    actions = [b for b in answer["blocks"] if b["type"] == "actions"][0]["elements"]
+    actions = [b for b in answer["blocks"] if b["type"] == "actions"
+               and b["elements"][0]["action_id"] == SHARE_ACTION][0]["elements"]
     assert [(a["action_id"], a["value"]) for a in actions] == [(SHARE_ACTION, topic), (SUBSCRIBE_ACTION, topic)]
+    votes = [b["elements"] for b in answer["blocks"] if b["type"] == "actions"
+             and b["elements"][0]["action_id"] == FEEDBACK_ACTIONS["up"]]
+    assert votes and all(e["value"].endswith(":" + topic) for row in votes for e in row)   # the vote buttons too
     assert all(len(a["text"]["text"]) <= 75 for a in actions)
     await running.action(SUBSCRIBE_ACTION, topic, key="long-sub")
     await running.slack.wait_for("response:long-sub")
