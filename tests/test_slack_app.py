@@ -715,3 +715,28 @@ async def test_a_200_character_topic_keeps_every_slack_control(running: Running)
     assert status == 200
     await running.slack.wait_for("views.publish")
     assert await running.app.storage.topics.topics(person) == []
+async def test_topics_that_can_never_match_are_refused_on_every_slack_path(running: Running) -> None:
+    """The slash command, the Share and Subscribe buttons and the Add-topic modal refuse a topic no
+    paper could match (only stop words, punctuation or invisible characters), saying why; nothing
+    is searched or stored. Remove still takes such a topic, so one stored earlier can go."""
+    said = await running.slash("subscribe the of and", key="u1")
+    assert "only common words" in json.dumps(said, ensure_ascii=False)
+    await running.action(SHARE_ACTION, "\u200d\u200c", key="u2")
+    shared = (await running.slack.wait_for("response:u2"))[0].params
+    assert shared["response_type"] == "ephemeral" and "invisible characters" in json.dumps(shared)
+    await running.action(SUBSCRIBE_ACTION, "\u2800", key="u3")
+    subscribed = (await running.slack.wait_for("response:u3"))[0].params
+    assert "invisible characters" in json.dumps(subscribed)
+    status, body = await running.post(urlencode({"payload": json.dumps(view_submission_payload("!!! ???"))}))
+    answer = json.loads(body)
+    assert status == 200 and answer["response_action"] == "errors"
+    assert "punctuation or symbols" in answer["errors"]["topic"]
+    assert running.hf.searches == []
+    user = UserRef("slack", TEAM, "U1")
+    assert await running.app.storage.topics.topics(user) == []
+
+    await running.app.storage.topics.add(user, "the of and", limit=25)     # stored before the rule
+    status, _ = await running.action(REMOVE_TOPIC_ACTION, "the of and", channel=None)
+    assert status == 200
+    await running.slack.wait_for("views.publish")
+    assert await running.app.storage.topics.topics(user) == []

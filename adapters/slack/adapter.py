@@ -87,7 +87,7 @@ from adapters.slack.render import (
 from bot import commands as cmd
 from bot.commands import CommandArgs, vote_args
 from bot.core import Paperboy
-from bot.models import ChannelRef, CommandContext, Reply, UserRef
+from bot.models import ChannelRef, CommandContext, Reply, ReplyKind, UserRef
 from bot.schedule import format_time
 from bot.settings import Settings
 from bot.text import InputError
@@ -661,7 +661,7 @@ class SlackAdapter:
         async def share() -> None:
             ctx = await self._interaction(client, body)
             reply = await self._core.dispatch(ctx, self._topic_args(cmd.SEARCH_SHARED, action_value(body)))
-            public = not reply.is_error
+            public = reply.kind is ReplyKind.SEARCH   # a refusal (help, error) goes to the presser alone
             await self._respond(body, reply, in_channel=public, interactive=False, feedback=not public,
                                 shared_by=ctx.user.user if public else None)
 
