@@ -111,7 +111,7 @@ def _optional_text(value: Any) -> str | None:
     return text or None
 
 
-def _count(value: Any) -> int | None:
+def _json_count(value: Any) -> int | None:
     """A count (upvotes, stars): a JSON number from 0 to :data:`MAX_COUNT`, else None.
 
     ``1e400`` parses as infinity, ``NaN`` as not-a-number; booleans, strings,
@@ -188,11 +188,11 @@ def parse_paper(item: Mapping[str, Any], *, feed_date: date | None = None) -> Pa
         authors=authors,
         author_count=len(authors),
         published_at=_parse_datetime(paper.get("publishedAt")) or _parse_datetime(item.get("publishedAt")),
-        upvotes=_count(paper.get("upvotes")) or 0,
+        upvotes=_json_count(paper.get("upvotes")) or 0,
         ai_summary=_optional_text(paper.get("ai_summary")),
         ai_keywords=keywords,
         github_repo=_url(paper.get("githubRepo")),
-        github_stars=_count(paper.get("githubStars")),
+        github_stars=_json_count(paper.get("githubStars")),
         project_page=_url(paper.get("projectPage")),
         organization=_organization(paper.get("organization")) or _organization(item.get("organization")),
         feed_date=feed_date,
