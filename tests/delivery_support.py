@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, timezone
 from typing import Any
 
 from bot.models import ChannelRef, Paper, UserRef
 from bot.schedule import next_occurrence
 from storage.repositories import Storage
+from tests.fakes.hf_api import FakeHuggingFace
 
 
 def paper(paper_id: str, title: str, summary: str = "", *, upvotes: int = 1,
@@ -26,6 +29,17 @@ def hf_paper(p: Paper) -> dict[str, Any]:
 def set_feed(hf: Any, day: date, papers: list[Paper]) -> None:
     """Make the fake Hugging Face server list ``papers`` as the daily feed of ``day``."""
     hf.daily[day.isoformat()] = [hf_paper(p) for p in papers]
+
+
+@contextmanager
+def serving_feed(day: date, papers: list[Paper]) -> Iterator[FakeHuggingFace]:
+    """A fake Hugging Face server on 127.0.0.1 whose daily feed of ``day`` lists ``papers``."""
+    server = FakeHuggingFace(papers=[], daily={}).start()
+    set_feed(server, day, papers)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def add_channel(storage: Storage, channel: ChannelRef, *, at: time, tz: str, after: datetime,

@@ -19,7 +19,7 @@ from scheduler.delivery import DeliveryReport, run_delivery_pass
 from scheduler.fanout import Sender
 from storage.deliveries import CHANNEL, Deliveries
 from tests.conftest import make_settings
-from tests.delivery_support import add_channel, add_person, paper, set_feed
+from tests.delivery_support import add_channel, add_person, paper, serving_feed, set_feed
 from tests.fakes.hf_api import FakeHuggingFace
 
 FRIDAY = date(2026, 11, 20)
@@ -48,12 +48,8 @@ def at(day: date, hour: int, minute: int = 0, tz: str = "UTC") -> datetime:
 
 @pytest.fixture
 def hf() -> Iterator[FakeHuggingFace]:
-    server = FakeHuggingFace(papers=[], daily={}).start()
-    set_feed(server, FRIDAY, FRIDAY_FEED)
-    try:
+    with serving_feed(FRIDAY, FRIDAY_FEED) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _app(db_url: str, hf: FakeHuggingFace, **settings: object) -> App:

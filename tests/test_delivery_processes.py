@@ -23,7 +23,7 @@ from sqlalchemy import func, insert, select
 from storage.deliveries import CLAIMED, Deliveries
 from storage.models import ChannelSubscription, Delivery, TopicSubscription, UserProfile
 from storage.repositories import Storage
-from tests.delivery_support import paper, set_feed
+from tests.delivery_support import paper, serving_feed
 from tests.fakes.hf_api import FakeHuggingFace
 from tests.fakes.platform_api import FakePlatformApi
 from tests.fakes.slack_api import FakeSlackApi
@@ -60,12 +60,8 @@ async def seed(url: str) -> Storage:
 
 @pytest.fixture
 def hf() -> Iterator[FakeHuggingFace]:
-    server = FakeHuggingFace(papers=[], daily={}).start()
-    set_feed(server, FRIDAY, FEED)
-    try:
+    with serving_feed(FRIDAY, FEED) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from scheduler.delivery import run_delivery_pass
 from scheduler.fanout import Sender
 from storage.deliveries import Deliveries
 from tests.conftest import make_settings
-from tests.delivery_support import add_channel, add_person, paper, set_feed
+from tests.delivery_support import add_channel, add_person, paper, serving_feed
 from tests.fakes.hf_api import FakeHuggingFace
 from tests.fakes.slack_api import FakeSlackApi
 
@@ -32,12 +32,8 @@ FEED = [paper("2511.40001", "Generalization in Deep Networks", upvotes=50),
 
 @pytest.fixture
 def hf() -> Iterator[FakeHuggingFace]:
-    server = FakeHuggingFace(papers=[], daily={}).start()
-    set_feed(server, FRIDAY, FEED)
-    try:
+    with serving_feed(FRIDAY, FEED) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

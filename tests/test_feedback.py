@@ -28,7 +28,7 @@ from bot.feedback import (
     parse_paper_id,
     personalise,
 )
-from bot.models import CommandContext, Paper, RankedPaper, ReplyKind, UserRef
+from bot.models import CommandContext, Paper, ReplyKind, UserRef
 from bot.papers import PaperService
 from bot.ranking import rank_for_topic
 from bot.text import InputError
@@ -36,7 +36,7 @@ from scheduler.delivery import run_delivery_pass
 from storage.models import PaperFeedback
 from storage.repositories import Storage
 from tests.conftest import make_settings
-from tests.delivery_support import add_person, paper, set_feed
+from tests.delivery_support import add_person, paper, serving_feed, set_feed
 from tests.fakes.hf_api import FakeHuggingFace
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
@@ -261,12 +261,8 @@ ALERT_FEED = [  # Friday's feed: seven papers on generalization, the robot ones 
 
 @pytest.fixture
 def hf() -> Iterator[FakeHuggingFace]:
-    server = FakeHuggingFace(papers=[], daily={}).start()
-    set_feed(server, THURSDAY, VOTED_ON)
-    try:
+    with serving_feed(THURSDAY, VOTED_ON) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
