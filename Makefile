@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/commands.py
 	$(PY) benchmarks/fanout.py
 	$(PY) benchmarks/feedback.py
+	$(PY) benchmarks/relevance.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
