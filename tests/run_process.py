@@ -101,3 +101,19 @@ async def paperboy_run(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
         await generator.aclose()
 
 
+def make_console_alerts_due(database_url: str) -> None:
+    """Make the console user's personal alerts due a minute ago, directly in storage."""
+    from datetime import datetime, timedelta, timezone
+
+    from adapters.console import CONSOLE_USER
+    from storage.repositories import Storage
+
+    async def make_due() -> None:
+        store = Storage.connect(database_url, migrate=False)
+        try:
+            await store.topics.set_alerts(CONSOLE_USER, enabled=True,
+                                          next_due_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+        finally:
+            await store.close()
+
+    asyncio.run(make_due())

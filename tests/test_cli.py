@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.hf_api import FakeHuggingFace, seed_papers
+from tests.run_process import make_console_alerts_due
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,22 +126,10 @@ def test_preview_prints_json_bodies(fake_hf: FakeHuggingFace, env: dict[str, str
 
 def test_deliver_now_prints_console_alerts_and_dry_run_sends_nothing(fake_hf: FakeHuggingFace, env: dict[str, str],
                                                                     tmp_path: Path) -> None:
-    import asyncio
-    from datetime import datetime, timedelta, timezone
-
-    from adapters.console import CONSOLE_USER
-    from storage.repositories import Storage
-
     env = {**env, "PAPERBOY_HF_URL": fake_hf.url}
     assert paperboy("ask", "subscribe generalization", cwd=tmp_path, env=env).returncode == 0
 
-    async def make_due() -> None:
-        store = Storage.connect(env["DATABASE_URL"], migrate=False)
-        await store.topics.set_alerts(CONSOLE_USER, enabled=True,
-                                      next_due_at=datetime.now(timezone.utc) - timedelta(minutes=1))
-        await store.close()
-
-    asyncio.run(make_due())
+    make_console_alerts_due(env["DATABASE_URL"])
     dry = paperboy("deliver", "--now", "--dry-run", cwd=tmp_path, env=env)
     assert dry.returncode == 0, dry.stderr
     assert "nothing was sent" in dry.stdout and "new papers on generalization" in dry.stdout

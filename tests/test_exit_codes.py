@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from tests.run_process import closed_port, run_env
+from tests.run_process import closed_port, make_console_alerts_due, run_env
 
 
 def paperboy(*args: str, env: dict[str, str], cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -36,19 +34,10 @@ def test_an_unusable_database_url_is_one_line_and_exit_2(url: str, says: str, co
 
 def test_deliver_now_exits_5_when_deliveries_failed(tmp_path: Path) -> None:
     """Hugging Face down with nothing stored: the due alert fails (never the sample), and cron sees it."""
-    from adapters.console import CONSOLE_USER
-    from storage.repositories import Storage
-
     env = run_env(tmp_path, PAPERBOY_OFFLINE_SAMPLE="false")
     assert paperboy("ask", "subscribe generalization", env=env, cwd=tmp_path).returncode == 0
 
-    async def make_due() -> None:
-        store = Storage.connect(env["DATABASE_URL"], migrate=False)
-        await store.topics.set_alerts(CONSOLE_USER, enabled=True,
-                                      next_due_at=datetime.now(timezone.utc) - timedelta(minutes=1))
-        await store.close()
-
-    asyncio.run(make_due())
+    make_console_alerts_due(env["DATABASE_URL"])
     result = paperboy("deliver", "--now", env=env, cwd=tmp_path)
     assert result.returncode == 5, result.stdout + result.stderr
     assert "failed 1" in result.stdout
