@@ -21,7 +21,6 @@ CONSOLE_CHANNEL = ChannelRef("console", "local", "console")
 PROMPT = "paperboy> "
 ASKING = "asking Hugging Face…"
 ASKING_CHECK_SECONDS = 0.25   # how soon, and how often, a command in progress is looked at
-WIDTH = 100
 
 
 def console_context(*, timezone: str | None = None) -> CommandContext:

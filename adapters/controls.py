@@ -95,11 +95,6 @@ def keyed_id(action: str, topic: str, *, arg: str | None = None) -> str:
     return f"{PREFIX}{_head(action, arg)}#{topic_key(topic)}"
 
 
-def needs_key(action: str, topic: str, *, arg: str | None = None, limit: int = DISCORD_LIMIT) -> bool:
-    """Whether the literal id of ``topic`` is over ``limit`` characters."""
-    return len(literal_id(action, topic, arg=arg)) > limit
-
-
 def control_id(action: str, topic: str, *, arg: str | None = None, limit: int = DISCORD_LIMIT) -> str:
     """The id for a control: literal when it fits in ``limit`` characters, keyed otherwise."""
     literal = literal_id(action, topic, arg=arg)

@@ -318,14 +318,6 @@ class PaperTerms:
     def title(self) -> FieldText:
         return self.fields["title"]
 
-    @property
-    def keywords(self) -> FieldText:
-        return self.fields["keywords"]
-
-    @property
-    def abstract(self) -> FieldText:
-        return self.fields["abstract"]
-
     @classmethod
     def of(cls, paper: Paper) -> PaperTerms:
         """The terms of ``paper``, computed once per paper id and text.
@@ -400,11 +392,6 @@ class Relevance:
     score: float
     sent: bool
     reasons: tuple[str, ...]
-
-    @property
-    def matched(self) -> tuple[str, ...]:
-        """The reasons (the older name of this field)."""
-        return self.reasons
 
 
 def content_terms(text: str) -> tuple[tuple[str, str], ...]:
