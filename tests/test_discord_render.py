@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import discord
 import pytest
 
-from adapters.controls import topic_key
+from adapters.controls import parse_control_id, topic_key
 from adapters.discord.render import (
     MAX_CONTENT,
     MAX_EMBED_DESCRIPTION,
@@ -23,7 +23,6 @@ from adapters.discord.render import (
     escape_text,
     message_payload,
     safe_url,
-    topic_from_custom_id,
     SHARE_PREFIX,
     SUBSCRIBE_PREFIX,
 )
@@ -96,7 +95,7 @@ def test_hostile_title_authors_and_topic_cannot_ping_or_format() -> None:
     # The topic rides in the custom id unchanged (it is data, never shown as markdown) ...
     custom_ids = [c["custom_id"] for c in payload["components"][0]["components"]]
     assert custom_ids == [SHARE_PREFIX + reply.topic, SUBSCRIBE_PREFIX + reply.topic]
-    assert topic_from_custom_id(custom_ids[1], SUBSCRIBE_PREFIX) == reply.topic
+    assert parse_control_id(custom_ids[1]).topic == reply.topic
     assert check_limits(payload) == []
 
 

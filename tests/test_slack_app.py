@@ -533,7 +533,7 @@ async def test_channel_error_codes_map_to_failure_kinds(running: Running, code: 
     assert await running.app.storage.workspaces.is_active("slack", TEAM)
 
 
-@pytest.mark.parametrize("code", ["invalid_auth", "token_revoked", "account_inactive"])
+@pytest.mark.parametrize("code", ["invalid_auth", "token_revoked", "account_inactive", "token_expired"])
 async def test_install_gone_codes_deactivate_the_workspace(running: Running, code: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     storage = running.app.storage

@@ -99,6 +99,7 @@ def test_user_profile_facts() -> None:
     ("invalid_auth", FailureKind.INSTALL_GONE),
     ("token_revoked", FailureKind.INSTALL_GONE),
     ("account_inactive", FailureKind.INSTALL_GONE),
+    ("token_expired", FailureKind.INSTALL_GONE),   # no token rotation: an expired token is gone
     ("ratelimited", FailureKind.RATE_LIMITED),
     ("restricted_action", FailureKind.FORBIDDEN),
     ("missing_scope", FailureKind.MISCONFIGURED),

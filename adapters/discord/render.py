@@ -181,13 +181,6 @@ def subscribe_custom_id(topic: str) -> str:
     return control_id(SUBSCRIBE_ACTION, topic, limit=MAX_CUSTOM_ID)
 
 
-def topic_from_custom_id(custom_id: str, prefix: str) -> str | None:
-    """The topic a button's literal custom id carries, or None (a keyed id needs :mod:`adapters.controls`)."""
-    if not custom_id.startswith(prefix):
-        return None
-    return custom_id[len(prefix):] or None
-
-
 # --- papers as embeds ------------------------------------------------------------------------
 
 

@@ -58,7 +58,7 @@ from adapters.slack.answers import (
     status_of,
     text_field,
 )
-from adapters.slack.errors import retry_after_seconds, send_error
+from adapters.slack.errors import INSTALL_GONE_CODES, retry_after_seconds, send_error
 from adapters.slack.requests import check_body, check_signature
 from adapters.slack.home import (
     ADD_TOPIC_ACTION,
@@ -114,9 +114,8 @@ STOP_WORK_SECONDS = 3.0           # at stop, accepted commands get this long to 
 SOCKET_CONNECT_TIMEOUT_SECONDS = 15.0   # apps.connections.open answered, but the WebSocket does not open
 SOCKET_CHECK_SECONDS = 1.0              # how often a live Socket Mode connection is checked
 HTTP_RECHECK_SECONDS = 300.0            # HTTP mode: how often auth.test confirms Slack still takes the token
-# Errors meaning the token itself is refused (not a transient failure): retrying cannot help.
-REJECTED_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked",
-                                   "token_expired", "not_allowed_token_type"})
+# Errors meaning the token itself is refused, or is the wrong kind of token: retrying cannot help.
+REJECTED_TOKEN_ERRORS = INSTALL_GONE_CODES | {"not_allowed_token_type"}
 
 
 class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
@@ -447,8 +446,7 @@ class SlackAdapter:
         try:
             return answer_data(await client.api_call(method, json=params))
         except SlackApiError as exc:
-            code = str(answer_data(exc.response).get("error") or "")
-            error = send_error(code or error_code(exc), status=status_of(exc), headers=headers_of(exc),
+            error = send_error(error_code(exc), status=status_of(exc), headers=headers_of(exc),
                                to_user=to_user)
             error.target_only = method == "chat.postMessage" and error.kind is FailureKind.RATE_LIMITED
             log.warning("Slack %s failed in workspace %r: %s (%s)", method, workspace, error.detail, error.kind.value)

@@ -26,13 +26,14 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.errors import INSTALL_GONE_CODES
+
 log = logging.getLogger(__name__)
 
 # What a Web API call can raise when Slack, or something in between, answers oddly or not at all.
 CALL_FAILURES: tuple[type[BaseException], ...] = (
     SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, AttributeError, TypeError, ValueError,
 )
-TOKEN_GONE_CODES = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"})
 AUTH_CACHE_SECONDS = 3600
 
 
@@ -132,7 +133,7 @@ class ResilientAuthorize(AsyncAuthorize):
             facts = answer_data(await client.auth_test(token=token))
         except CALL_FAILURES as exc:
             code = error_code(exc)
-            if code in TOKEN_GONE_CODES:
+            if code in INSTALL_GONE_CODES:
                 log.warning("auth.test refused the bot token of workspace %r: %s", team_id, code)
                 return None
             log.warning("auth.test failed for workspace %r (%s); going on without the bot's ids", team_id, code)

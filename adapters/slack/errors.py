@@ -13,7 +13,9 @@ from adapters.base import FailureKind, SendError
 
 NOT_IN_CHANNEL_CODES = frozenset({"not_in_channel"})
 TARGET_GONE_CODES = frozenset({"channel_not_found", "is_archived"})
-INSTALL_GONE_CODES = frozenset({"invalid_auth", "token_revoked", "account_inactive", "not_authed"})
+# The token is refused for good (Paperboy does not rotate tokens, so an expired one is gone too):
+# sends disable the workspace, auth.test refuses requests, a connection stops.
+INSTALL_GONE_CODES = frozenset({"invalid_auth", "token_revoked", "account_inactive", "not_authed", "token_expired"})
 DMS_CLOSED_CODES = frozenset({"cannot_dm_bot", "user_not_found", "user_disabled", "user_not_visible"})
 FORBIDDEN_CODES = frozenset({"restricted_action"})      # this channel does not let the bot post
 # The app itself is set up wrong (a scope missing from the manifest, the wrong kind of token): every

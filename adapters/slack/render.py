@@ -64,7 +64,9 @@ DEFAULT_FOOTERS = {
 
 def escape(text: str) -> str:
     """``text`` with Slack's three control characters escaped."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")   # "&" first: no double escaping
+    for raw, entity in _ESCAPES.items():   # "&" first (dict order): no double escaping
+        text = text.replace(raw, entity)
+    return text
 
 
 def escape_fit(text: str, limit: int, *, single_line: bool = True) -> str:
