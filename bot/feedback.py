@@ -108,10 +108,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 def topic_stems(topic: str) -> frozenset[str]:
     """The stems of a topic's words (left out of taste: every candidate contains them)."""
-    stems = {s for s, _ in _tokens(topic)}
-    for word in _WORD.findall(topic.casefold()):
-        stems.add(_stem(word))
-    return frozenset(stems)
+    return frozenset(_stem(word) for word in _WORD.findall(topic.casefold()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +133,12 @@ class Terms:
                    {str(k): str(v) for k, v in labels.items()})
 
 
+@lru_cache(maxsize=8192)
 def paper_terms(paper: Paper) -> Terms:
-    """The terms a vote on ``paper`` teaches (title, keywords and bigrams strongest, abstract weaker)."""
+    """The terms a vote on ``paper`` teaches: title, keywords and bigrams strongest, abstract weaker.
+
+    Cached per paper (a changed paper is a new key); the ``Terms`` returned is never mutated.
+    """
     weights: dict[str, float] = {}
     labels: dict[str, str] = {}
     title = _tokens(paper.title)

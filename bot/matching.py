@@ -235,7 +235,7 @@ class Vocabulary:
         opaque = tuple(_phrase_key(label, abbreviations) for label in opaque_labels)
         return cls(terms=tuple(terms), by_form=by_form, abbreviations=abbreviations, opaque=opaque,
                    longest=max((len(f) for f in by_form), default=1),
-                   key=lru_cache(maxsize=200_000)(partial(_key, abbreviations=abbreviations)))
+                   key=partial(_key, abbreviations=abbreviations))
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -607,12 +607,8 @@ def _smallest_window(position_lists: list[list[int]]) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _concepts_cached(text: str, vocabulary: Vocabulary) -> tuple[Concept, ...]:
-    return _parse_concepts(text, vocabulary)
-
-
 def _concepts(text: str, vocabulary: Vocabulary) -> tuple[Concept, ...]:
-    return _concepts_cached(text, vocabulary)
+    return _parse_concepts(text, vocabulary)
 
 
 def _parse_concepts(text: str, vocabulary: Vocabulary) -> tuple[Concept, ...]:

@@ -32,7 +32,7 @@ def health_body(supervisor: Supervisor, details: Details | None = None) -> dict[
     """What ``/healthz`` says: ``ok``, each connection's state, and which are down since when."""
     statuses = supervisor.statuses()
     body: dict[str, Any] = {
-        "ok": all(s.up for s in statuses),
+        "ok": supervisor.healthy(),
         "connections": {s.name: s.as_dict() for s in statuses},
         "down": [s.name for s in statuses if not s.up],
     }
