@@ -63,7 +63,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def make_settings(**values: Any) -> Settings:
-    """Settings from explicit values only (no .env, environment variables still apply)."""
+    """Settings from explicit values only (no .env, environment variables still apply).
+
+    Hugging Face and the Slack Web API default to a closed port on 127.0.0.1, never the real
+    services: a test that needs one passes the URL of its fake.
+    """
+    values = {"PAPERBOY_HF_URL": "http://127.0.0.1:9", "SLACK_API_URL": "http://127.0.0.1:9/api/", **values}
     return Settings(_env_file=None, **values)
 
 
